@@ -1,0 +1,3 @@
+//! The reference server as a program.
+
+fn main() {}

@@ -1,0 +1,32 @@
+//! Stress tests for LLM inference servers that speak the Anthropic Messages API and keep a KV
+//! cache per agent in a fixed block pool (the "semantic caching server").
+//!
+//! # Overview
+//!
+//! - [`StressHarness`] sends load: concurrent bursts, agent workloads with growing
+//!   conversations, sustained, bursty and ramped runs, in a closed loop or paced open loop.
+//! - Every request sent yields exactly one [`RequestResult`], whatever happened, classified into
+//!   an [`Outcome`].
+//! - [`MetricsCollector`] turns records into numbers: HdrHistogram percentiles, throughput,
+//!   tokens/s, error and rejection rates, cache hit rates, windows over time and memory trends.
+//! - [`server`] is an embedded reference server that models the contract, with injectable
+//!   faults, so that every check can be shown to fail when it should.
+//!
+//! # Crate features
+//!
+//! - `reference-server` (default): the embedded reference server and its binary.
+//! - `stress`: the stress suites under `tests/`.
+//! - `resource-intensive`: stress tests that need far more than a laptop.
+
+// The library returns reports; printing is for tests and binaries.
+#![cfg_attr(not(test), warn(clippy::print_stdout, clippy::print_stderr, clippy::dbg_macro))]
+
+pub mod anthropic;
+pub mod metrics;
+#[cfg(feature = "reference-server")]
+pub mod server;
+
+mod error;
+
+pub use error::{Error, Result};
+pub use metrics::{Outcome, RequestResult};

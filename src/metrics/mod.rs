@@ -1,0 +1,5 @@
+//! Numbers only: records in, figures out.
+
+mod record;
+
+pub use record::{Outcome, RequestResult};

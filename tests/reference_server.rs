@@ -1,0 +1,1 @@
+//! The reference-server binary, started as a user would start it.
