@@ -19,14 +19,25 @@
 //! - `resource-intensive`: stress tests that need far more than a laptop.
 
 // The library returns reports; printing is for tests and binaries.
-#![cfg_attr(not(test), warn(clippy::print_stdout, clippy::print_stderr, clippy::dbg_macro))]
+#![cfg_attr(
+    not(test),
+    warn(clippy::print_stdout, clippy::print_stderr, clippy::dbg_macro)
+)]
 
 pub mod anthropic;
 pub mod metrics;
 #[cfg(feature = "reference-server")]
 pub mod server;
 
+mod client;
 mod error;
+mod harness;
 
+pub use client::{Client, Expect, Request};
 pub use error::{Error, Result};
+pub use harness::{
+    Agent, Arrivals, GeneratorStats, Load, Pacing, RunResults, Slot, Stage, Stop, StressConfig,
+    StressHarness, Tally,
+};
+pub use harness::{DEFAULT_BASE_URL, DEFAULT_DURATION, DEFAULT_TIMEOUT};
 pub use metrics::{Outcome, RequestResult};

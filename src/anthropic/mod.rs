@@ -6,6 +6,7 @@
 //! requests with messages that name the problem lives in the reference server.
 
 pub mod sse;
+pub mod stream;
 
 use serde::{Deserialize, Serialize};
 

@@ -1,0 +1,304 @@
+//! [`StressConfig`]: the harness's settings, from code or from `SEMANTIC_*` environment
+//! variables, validated once.
+
+use std::time::Duration;
+
+use http::header::{HeaderName, HeaderValue};
+
+use crate::Error;
+
+/// Default base URL: the seed's server address.
+pub const DEFAULT_BASE_URL: &str = "http://localhost:8000";
+/// Default sustained-run duration: one hour (the seed's `SEMANTIC_STRESS_TEST_DURATION`).
+pub const DEFAULT_DURATION: Duration = Duration::from_secs(3600);
+/// Default request timeout: the seed's 30 s.
+pub const DEFAULT_TIMEOUT: Duration = Duration::from_secs(30);
+
+/// Settings of a [`StressHarness`](crate::StressHarness).
+///
+/// ```
+/// use std::time::Duration;
+/// use semantic_stress::StressConfig;
+///
+/// let config = StressConfig::new("http://127.0.0.1:8000")
+///     .workers(150)
+///     .timeout(Duration::from_secs(10));
+/// assert_eq!(config.workers, 150);
+/// ```
+#[derive(Debug, Clone)]
+pub struct StressConfig {
+    /// Server base URL (`http://HOST:PORT`, optionally with a path prefix).
+    pub base_url: String,
+    /// Concurrent workers: at most this many requests in flight.
+    pub workers: usize,
+    /// Open-loop pacing in requests per second; `None` is a closed loop.
+    pub rate_limit: Option<f64>,
+    /// Per-request timeout (the whole exchange, stream included).
+    pub timeout: Duration,
+    /// TCP connect timeout.
+    pub connect_timeout: Duration,
+    /// Length of sustained runs.
+    pub duration: Duration,
+    /// `x-api-key` sent with every request.
+    pub api_key: Option<String>,
+    /// Extra headers sent with every request.
+    pub headers: Vec<(HeaderName, HeaderValue)>,
+    /// Model name put in generated requests.
+    pub model: String,
+    /// Statuses that count as graceful rejections (with `Retry-After` and the envelope).
+    pub graceful_statuses: Vec<u16>,
+    /// Bytes of reply text kept per request when a request asks to keep text.
+    pub text_limit: usize,
+    /// Seed of every random choice (arrivals, workloads).
+    pub seed: u64,
+    /// Extra time past a run's end for in-flight requests, on top of the timeout.
+    pub grace: Duration,
+}
+
+impl Default for StressConfig {
+    fn default() -> Self {
+        Self::new(DEFAULT_BASE_URL)
+    }
+}
+
+impl StressConfig {
+    /// Defaults against `base_url`: 10 workers, closed loop, 30 s timeout, one-hour sustained
+    /// runs, 429 as the graceful status.
+    pub fn new(base_url: impl Into<String>) -> Self {
+        Self {
+            base_url: base_url.into(),
+            workers: 10,
+            rate_limit: None,
+            timeout: DEFAULT_TIMEOUT,
+            connect_timeout: Duration::from_secs(5),
+            duration: DEFAULT_DURATION,
+            api_key: None,
+            headers: Vec::new(),
+            model: "test-model".to_owned(),
+            graceful_statuses: vec![429],
+            text_limit: 4096,
+            seed: 0x5eed,
+            grace: Duration::from_secs(5),
+        }
+    }
+
+    /// Reads `SEMANTIC_BASE_URL`, `SEMANTIC_STRESS_TEST_WORKERS`,
+    /// `SEMANTIC_STRESS_TEST_RATE_LIMIT`, `SEMANTIC_STRESS_TEST_DURATION` (seconds),
+    /// `SEMANTIC_API_KEY` and `SEMANTIC_GRACEFUL_STATUSES` (comma list) over the defaults.
+    ///
+    /// # Errors
+    ///
+    /// [`Error::InvalidConfig`] naming the variable when a value does not parse.
+    pub fn from_env() -> crate::Result<Self> {
+        Self::from_lookup(|name| std::env::var(name).ok())
+    }
+
+    /// [`from_env`](Self::from_env) over any variable source (for tests and embedding).
+    ///
+    /// # Errors
+    ///
+    /// [`Error::InvalidConfig`] naming the variable when a value does not parse.
+    pub fn from_lookup(get: impl Fn(&str) -> Option<String>) -> crate::Result<Self> {
+        let get = |name: &str| get(name).filter(|v| !v.trim().is_empty());
+        let mut config =
+            Self::new(get("SEMANTIC_BASE_URL").unwrap_or_else(|| DEFAULT_BASE_URL.to_owned()));
+        if let Some(v) = get("SEMANTIC_STRESS_TEST_WORKERS") {
+            config.workers = parse(&v, "SEMANTIC_STRESS_TEST_WORKERS")?;
+        }
+        if let Some(v) = get("SEMANTIC_STRESS_TEST_RATE_LIMIT") {
+            config.rate_limit = Some(parse(&v, "SEMANTIC_STRESS_TEST_RATE_LIMIT")?);
+        }
+        if let Some(v) = get("SEMANTIC_STRESS_TEST_DURATION") {
+            let secs: f64 = parse(&v, "SEMANTIC_STRESS_TEST_DURATION")?;
+            config.duration =
+                Duration::try_from_secs_f64(secs).map_err(|e| Error::InvalidConfig {
+                    field: "SEMANTIC_STRESS_TEST_DURATION",
+                    reason: format!("{v:?}: {e}"),
+                })?;
+        }
+        config.api_key = get("SEMANTIC_API_KEY");
+        if let Some(v) = get("SEMANTIC_GRACEFUL_STATUSES") {
+            config.graceful_statuses = v
+                .split(',')
+                .map(|s| parse(s.trim(), "SEMANTIC_GRACEFUL_STATUSES"))
+                .collect::<crate::Result<_>>()?;
+        }
+        config.validate()?;
+        Ok(config)
+    }
+
+    /// Sets the base URL.
+    #[must_use]
+    pub fn base_url(mut self, url: impl Into<String>) -> Self {
+        self.base_url = url.into();
+        self
+    }
+
+    /// Sets the number of concurrent workers.
+    #[must_use]
+    pub fn workers(mut self, n: usize) -> Self {
+        self.workers = n;
+        self
+    }
+
+    /// Paces requests at `per_second` (open loop); `None` for a closed loop.
+    #[must_use]
+    pub fn rate_limit(mut self, per_second: Option<f64>) -> Self {
+        self.rate_limit = per_second;
+        self
+    }
+
+    /// Sets the per-request timeout.
+    #[must_use]
+    pub fn timeout(mut self, timeout: Duration) -> Self {
+        self.timeout = timeout;
+        self
+    }
+
+    /// Sets the connect timeout.
+    #[must_use]
+    pub fn connect_timeout(mut self, timeout: Duration) -> Self {
+        self.connect_timeout = timeout;
+        self
+    }
+
+    /// Sets the sustained-run duration.
+    #[must_use]
+    pub fn duration(mut self, duration: Duration) -> Self {
+        self.duration = duration;
+        self
+    }
+
+    /// Sets the API key sent as `x-api-key`.
+    #[must_use]
+    pub fn api_key(mut self, key: impl Into<String>) -> Self {
+        self.api_key = Some(key.into());
+        self
+    }
+
+    /// Adds a header sent with every request.
+    #[must_use]
+    pub fn header(mut self, name: HeaderName, value: HeaderValue) -> Self {
+        self.headers.push((name, value));
+        self
+    }
+
+    /// Sets the model name of generated requests.
+    #[must_use]
+    pub fn model(mut self, model: impl Into<String>) -> Self {
+        self.model = model.into();
+        self
+    }
+
+    /// Sets the statuses counted as graceful rejections.
+    #[must_use]
+    pub fn graceful_statuses(mut self, statuses: Vec<u16>) -> Self {
+        self.graceful_statuses = statuses;
+        self
+    }
+
+    /// Sets the seed of random choices.
+    #[must_use]
+    pub fn seed(mut self, seed: u64) -> Self {
+        self.seed = seed;
+        self
+    }
+
+    /// Checks every setting once.
+    ///
+    /// # Errors
+    ///
+    /// [`Error::InvalidConfig`] naming the first bad setting.
+    pub fn validate(&self) -> crate::Result<()> {
+        let bad = |field, reason: String| Err(Error::InvalidConfig { field, reason });
+        if self.workers == 0 {
+            return bad("workers", "must be at least 1".to_owned());
+        }
+        if let Some(r) = self.rate_limit
+            && !(r.is_finite() && r > 0.0)
+        {
+            return bad("rate_limit", format!("{r} is not a positive rate"));
+        }
+        if self.timeout.is_zero() {
+            return bad("timeout", "must be positive".to_owned());
+        }
+        if self.connect_timeout.is_zero() {
+            return bad("connect_timeout", "must be positive".to_owned());
+        }
+        if self
+            .graceful_statuses
+            .iter()
+            .any(|s| !(100..600).contains(s))
+        {
+            return bad(
+                "graceful_statuses",
+                format!("{:?} holds a non-HTTP status", self.graceful_statuses),
+            );
+        }
+        Ok(())
+    }
+}
+
+fn parse<T: std::str::FromStr>(value: &str, field: &'static str) -> crate::Result<T>
+where
+    T::Err: std::fmt::Display,
+{
+    value.trim().parse().map_err(|e| Error::InvalidConfig {
+        field,
+        reason: format!("{value:?}: {e}"),
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn lookup(pairs: &[(&str, &str)]) -> impl Fn(&str) -> Option<String> {
+        let pairs: Vec<(String, String)> = pairs
+            .iter()
+            .map(|(k, v)| ((*k).to_owned(), (*v).to_owned()))
+            .collect();
+        move |name| {
+            pairs
+                .iter()
+                .find(|(k, _)| k == name)
+                .map(|(_, v)| v.clone())
+        }
+    }
+
+    #[test]
+    fn env_overrides_defaults() {
+        let c = StressConfig::from_lookup(lookup(&[
+            ("SEMANTIC_BASE_URL", "http://127.0.0.1:9"),
+            ("SEMANTIC_STRESS_TEST_WORKERS", "42"),
+            ("SEMANTIC_STRESS_TEST_RATE_LIMIT", "2.5"),
+            ("SEMANTIC_STRESS_TEST_DURATION", "30"),
+            ("SEMANTIC_API_KEY", "k"),
+        ]))
+        .unwrap();
+        assert_eq!(c.base_url, "http://127.0.0.1:9");
+        assert_eq!(c.workers, 42);
+        assert_eq!(c.rate_limit, Some(2.5));
+        assert_eq!(c.duration, Duration::from_secs(30));
+        assert_eq!(c.api_key.as_deref(), Some("k"));
+        let d = StressConfig::from_lookup(lookup(&[])).unwrap();
+        assert_eq!(d.duration, DEFAULT_DURATION);
+        assert_eq!(d.base_url, DEFAULT_BASE_URL);
+    }
+
+    #[test]
+    fn bad_values_name_the_variable() {
+        let err = StressConfig::from_lookup(lookup(&[("SEMANTIC_STRESS_TEST_WORKERS", "many")]))
+            .unwrap_err()
+            .to_string();
+        assert!(
+            err.contains("SEMANTIC_STRESS_TEST_WORKERS") && err.contains("many"),
+            "{err}"
+        );
+        let err = StressConfig::from_lookup(lookup(&[("SEMANTIC_STRESS_TEST_RATE_LIMIT", "-1")]))
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("rate_limit"), "{err}");
+        assert!(StressConfig::new("x").workers(0).validate().is_err());
+    }
+}

@@ -1,0 +1,328 @@
+//! [`StressHarness`]: sends load and returns one record per request.
+//!
+//! Every operation is a [`Load`] (workers, pacing, stop, ramp) run by one worker loop; the
+//! seed's operations are named shapes of it:
+//!
+//! | operation | load |
+//! |---|---|
+//! | [`run_concurrent_requests`](StressHarness::run_concurrent_requests) | `n` requests, `workers` at once, closed loop (or paced by `rate_limit`) |
+//! | [`run_agent_workloads`](StressHarness::run_agent_workloads) | one async workload per agent, all at once |
+//! | [`run_bursty`](StressHarness::run_bursty) | open loop, bursts of `size` every `every` |
+//! | [`run_ramp_up`](StressHarness::run_ramp_up) | closed loop through concurrency stages |
+//! | [`run`](StressHarness::run) / [`run_agents`](StressHarness::run_agents) | any [`Load`] |
+
+mod agent;
+mod config;
+mod engine;
+mod load;
+
+use std::collections::BTreeMap;
+use std::future::Future;
+use std::sync::{Arc, Mutex, PoisonError};
+use std::time::{Duration, Instant};
+
+pub use agent::{Agent, Tally};
+pub use config::{DEFAULT_BASE_URL, DEFAULT_DURATION, DEFAULT_TIMEOUT, StressConfig};
+pub use engine::{GeneratorStats, Slot};
+pub use load::{Arrivals, Load, Pacing, Stage, Stop};
+
+use agent::{RunShared, Sink};
+
+use crate::client::ClientConfig;
+use crate::{Client, Request, RequestResult};
+
+/// Hard bound on a run that has no duration of its own (count-bounded or agent workloads),
+/// unless [`StressConfig::duration`] is shorter.
+const UNTIMED_RUN_BOUND: Duration = Duration::from_secs(600);
+
+/// Runs load against one server.
+///
+/// ```no_run
+/// # async fn demo() -> Result<(), Box<dyn std::error::Error>> {
+/// use semantic_stress::anthropic::{Message, MessagesRequest};
+/// use semantic_stress::{MetricsCollector, Request, StressConfig, StressHarness};
+///
+/// let harness = StressHarness::new(StressConfig::new("http://127.0.0.1:8000").workers(150))?;
+/// let body = MessagesRequest::new("test-model", vec![Message::user("Hello")], 100);
+/// let results = harness.run_concurrent_requests(&Request::messages(&body), None).await;
+/// let metrics = MetricsCollector::analyze(&results);
+/// assert!(metrics.error_rate < 0.05);
+/// # Ok(()) }
+/// ```
+#[derive(Debug, Clone)]
+pub struct StressHarness {
+    config: StressConfig,
+    client: Client,
+}
+
+/// What a record-keeping run returns.
+#[derive(Debug, Clone)]
+pub struct RunResults {
+    /// One record per request sent, in completion order.
+    pub results: Vec<RequestResult>,
+    /// Requests sent (equals `results.len()`: every request is recorded once).
+    pub sent: u64,
+    /// How the generator kept up.
+    pub generator: GeneratorStats,
+    /// When the run started.
+    pub started: Instant,
+}
+
+struct KeepAll(Mutex<Vec<RequestResult>>);
+
+impl Sink for KeepAll {
+    fn record(&self, result: RequestResult) {
+        self.0
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .push(result);
+    }
+}
+
+impl StressHarness {
+    /// A harness for `config`.
+    ///
+    /// # Errors
+    ///
+    /// [`Error::InvalidConfig`](crate::Error::InvalidConfig) or
+    /// [`Error::InvalidUrl`](crate::Error::InvalidUrl) for a bad setting.
+    pub fn new(config: StressConfig) -> crate::Result<Self> {
+        config.validate()?;
+        let client = Client::new(ClientConfig {
+            base_url: config.base_url.clone(),
+            connections: config.workers,
+            connect_timeout: config.connect_timeout,
+            request_timeout: config.timeout,
+            api_key: config.api_key.clone(),
+            headers: config.headers.clone(),
+            graceful_statuses: config.graceful_statuses.clone(),
+            text_limit: config.text_limit,
+        })?;
+        Ok(Self { config, client })
+    }
+
+    /// A harness configured from `SEMANTIC_*` environment variables
+    /// ([`StressConfig::from_env`]).
+    ///
+    /// # Errors
+    ///
+    /// As [`StressConfig::from_env`] and [`new`](Self::new).
+    pub fn from_env() -> crate::Result<Self> {
+        Self::new(StressConfig::from_env()?)
+    }
+
+    /// The settings.
+    pub fn config(&self) -> &StressConfig {
+        &self.config
+    }
+
+    /// The HTTP client, for single requests (health probes, admin calls).
+    pub fn client(&self) -> &Client {
+        &self.client
+    }
+
+    /// Sends `n` copies of `request` (default: one per worker) with `workers` in flight,
+    /// closed loop, or paced at `rate_limit` when set.
+    pub async fn run_concurrent_requests(
+        &self,
+        request: &Request,
+        n: Option<usize>,
+    ) -> Vec<RequestResult> {
+        let n = n.unwrap_or(self.config.workers) as u64;
+        let load = match self.config.rate_limit {
+            None => Load::closed(self.config.workers, Stop::requests(n)),
+            Some(per_second) => Load::open(
+                self.config.workers,
+                Arrivals::Constant { per_second },
+                Stop::requests(n),
+            ),
+        };
+        let request = request.clone();
+        self.run(load, move |_| request.clone())
+            .await
+            .map(|r| r.results)
+            .unwrap_or_default()
+    }
+
+    /// Runs `workload` once for each of `n_agents` session agents, all at once, and returns
+    /// each agent's records by agent id. Each agent has its own `X-Session-ID` and
+    /// conversation.
+    ///
+    /// Bounded by [`StressConfig::duration`] (at most 10 minutes) plus the request timeout:
+    /// requests still in flight then are cancelled and recorded as timeouts.
+    pub async fn run_agent_workloads<F, Fut>(
+        &self,
+        n_agents: usize,
+        workload: F,
+    ) -> BTreeMap<String, Vec<RequestResult>>
+    where
+        F: Fn(Agent) -> Fut + Send + Sync + 'static,
+        Fut: Future<Output = Agent> + Send + 'static,
+    {
+        let bound = self.config.duration.min(UNTIMED_RUN_BOUND);
+        let (run, sink) = self.shared_keep_all(Instant::now() + bound + self.config.timeout);
+        let agents = self.agents(n_agents, true, &run);
+        let ids: Vec<String> = agents.iter().map(|a| a.id().to_owned()).collect();
+        engine::run_once(agents, &run, self.config.grace, workload).await;
+        let mut by_agent: BTreeMap<String, Vec<RequestResult>> =
+            ids.into_iter().map(|id| (id, Vec::new())).collect();
+        for r in take(&sink) {
+            let id = r.agent_id.clone().unwrap_or_default();
+            by_agent.entry(id).or_default().push(r);
+        }
+        by_agent
+    }
+
+    /// Sends bursts: `size` requests at once every `every`, `count` bursts, open loop.
+    pub async fn run_bursty<F>(
+        &self,
+        count: usize,
+        size: usize,
+        every: Duration,
+        request_fn: F,
+    ) -> Vec<RequestResult>
+    where
+        F: Fn(Slot) -> Request + Send + Sync + 'static,
+    {
+        let load = Load::open(
+            size.max(self.config.workers),
+            Arrivals::Bursts { size, every },
+            Stop::requests((count * size) as u64),
+        );
+        self.run(load, request_fn)
+            .await
+            .map(|r| r.results)
+            .unwrap_or_default()
+    }
+
+    /// Closed-loop load through `stages` of rising (or falling) concurrency.
+    pub async fn run_ramp_up<F>(&self, stages: Vec<Stage>, request_fn: F) -> Vec<RequestResult>
+    where
+        F: Fn(Slot) -> Request + Send + Sync + 'static,
+    {
+        self.run(Load::ramp(stages), request_fn)
+            .await
+            .map(|r| r.results)
+            .unwrap_or_default()
+    }
+
+    /// Runs any [`Load`] with anonymous workers, `request_fn` building each request.
+    ///
+    /// # Errors
+    ///
+    /// [`Error::InvalidConfig`](crate::Error::InvalidConfig) for an invalid load.
+    pub async fn run<F>(&self, load: Load, request_fn: F) -> crate::Result<RunResults>
+    where
+        F: Fn(Slot) -> Request + Send + Sync + 'static,
+    {
+        let request_fn = Arc::new(request_fn);
+        self.run_workers(load, false, move |mut agent: Agent, slot| {
+            let request = request_fn(slot);
+            async move {
+                agent.send(request).await;
+                agent
+            }
+        })
+        .await
+    }
+
+    /// Runs any [`Load`] with one session agent per worker; `step` is called once per slot
+    /// with the worker's agent (its conversation persists across steps).
+    ///
+    /// # Errors
+    ///
+    /// [`Error::InvalidConfig`](crate::Error::InvalidConfig) for an invalid load.
+    pub async fn run_agents<F, Fut>(&self, load: Load, step: F) -> crate::Result<RunResults>
+    where
+        F: Fn(Agent, Slot) -> Fut + Send + Sync + 'static,
+        Fut: Future<Output = Agent> + Send + 'static,
+    {
+        self.run_workers(load, true, step).await
+    }
+
+    async fn run_workers<F, Fut>(
+        &self,
+        load: Load,
+        sessions: bool,
+        step: F,
+    ) -> crate::Result<RunResults>
+    where
+        F: Fn(Agent, Slot) -> Fut + Send + Sync + 'static,
+        Fut: Future<Output = Agent> + Send + 'static,
+    {
+        load.validate()?;
+        let started = Instant::now();
+        let deadline = self.deadline_for(&load, started);
+        let (run, sink) = self.shared_keep_all(deadline);
+        let agents = self.agents(load.workers, sessions, &run);
+        let generator = engine::run_steps(load, agents, &run, self.config.grace, step).await;
+        Ok(RunResults {
+            sent: run.tally.sent(),
+            results: take(&sink),
+            generator,
+            started,
+        })
+    }
+
+    /// The hard deadline of a run: its duration plus the timeout, or for count-bounded runs
+    /// enough rounds of timeouts to finish, capped at 10 minutes.
+    fn deadline_for(&self, load: &Load, start: Instant) -> Instant {
+        let bound = match load.stop.after {
+            Some(d) => d,
+            None => {
+                let n = load.stop.requests.unwrap_or(1);
+                let rounds = n.div_ceil(load.workers.max(1) as u64);
+                let rounds = u32::try_from(rounds).unwrap_or(u32::MAX);
+                self.config
+                    .timeout
+                    .saturating_mul(rounds)
+                    .min(UNTIMED_RUN_BOUND)
+            }
+        };
+        start + bound + self.config.timeout
+    }
+
+    fn shared_keep_all(&self, deadline: Instant) -> (Arc<RunShared>, Arc<KeepAll>) {
+        let sink = Arc::new(KeepAll(Mutex::new(Vec::new())));
+        let run = Arc::new(RunShared {
+            client: self.client.clone(),
+            sink: Arc::clone(&sink) as Arc<dyn Sink>,
+            tally: Arc::new(Tally::default()),
+            model: self.config.model.clone(),
+            deadline,
+        });
+        (run, sink)
+    }
+
+    fn agents(&self, n: usize, sessions: bool, run: &Arc<RunShared>) -> Vec<Agent> {
+        let tag = run_tag(self.config.seed);
+        (0..n)
+            .map(|i| {
+                let id = if sessions {
+                    format!("agent-{tag}-{i}")
+                } else {
+                    format!("worker-{i}")
+                };
+                Agent::new(i, id, sessions, Arc::clone(run))
+            })
+            .collect()
+    }
+}
+
+fn take(sink: &KeepAll) -> Vec<RequestResult> {
+    std::mem::take(&mut *sink.0.lock().unwrap_or_else(PoisonError::into_inner))
+}
+
+/// A short tag that makes agent ids unique per run, so runs against a long-lived server never
+/// share caches.
+fn run_tag(seed: u64) -> String {
+    use std::sync::atomic::{AtomicU64, Ordering};
+    static RUNS: AtomicU64 = AtomicU64::new(0);
+    let n = RUNS.fetch_add(1, Ordering::Relaxed);
+    let nanos = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.subsec_nanos())
+        .unwrap_or(0);
+    let mix = seed ^ u64::from(nanos) ^ (u64::from(std::process::id()) << 32) ^ (n << 20);
+    format!("{:08x}", mix & 0xffff_ffff)
+}
