@@ -142,7 +142,8 @@ impl RequestResult {
 
     /// Latency from the **intended** start: corrected for coordinated omission in paced runs.
     pub fn corrected_latency(&self) -> Duration {
-        self.finished_at.saturating_duration_since(self.scheduled_at)
+        self.finished_at
+            .saturating_duration_since(self.scheduled_at)
     }
 
     /// How late the generator started the request (intended vs actual start).
