@@ -25,9 +25,11 @@
 )]
 
 pub mod anthropic;
+pub mod checks;
 pub mod metrics;
 #[cfg(feature = "reference-server")]
 pub mod server;
+pub mod workload;
 
 mod client;
 mod error;
@@ -40,4 +42,4 @@ pub use harness::{
     StressHarness, Tally,
 };
 pub use harness::{DEFAULT_BASE_URL, DEFAULT_DURATION, DEFAULT_TIMEOUT};
-pub use metrics::{Outcome, RequestResult};
+pub use metrics::{LoadMetrics, MetricsCollector, Outcome, RequestResult};

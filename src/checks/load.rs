@@ -1,0 +1,207 @@
+//! Checks over a run's [`LoadMetrics`] and records.
+
+use std::time::Duration;
+
+use super::{Verdict, ms, pct};
+use crate::metrics::{LatencyHistogram, LoadMetrics};
+use crate::{Outcome, RequestResult};
+
+/// Error rate (graceful rejections not counted) below `max` (seed: 5% under exhaustion, 1%
+/// sustained).
+pub fn error_rate(m: &LoadMetrics, max: f64) -> Verdict {
+    Verdict::new(
+        "error_rate",
+        m.total > 0 && m.error_rate < max,
+        format!("< {}", pct(max)),
+        pct(m.error_rate),
+        format!(
+            "{} of {} requests failed (graceful rejections, {}, not counted){}",
+            m.errors,
+            m.total,
+            m.rejected,
+            if m.total == 0 {
+                "; no requests were recorded"
+            } else {
+                ""
+            }
+        ),
+    )
+}
+
+/// No 5xx that is not a configured graceful rejection: a server under load must not crash.
+pub fn no_server_errors(m: &LoadMetrics) -> Verdict {
+    let n = m.counts.server_error;
+    Verdict::new(
+        "no_server_errors",
+        n == 0,
+        "0",
+        n.to_string(),
+        if n == 0 {
+            "no 5xx responses".to_owned()
+        } else {
+            format!(
+                "{n} responses were server errors: {:?}",
+                statuses_at_least(m, 500)
+            )
+        },
+    )
+}
+
+/// Every request got a complete HTTP answer: no connect failures, resets, timeouts or broken
+/// streams.
+pub fn all_answered(m: &LoadMetrics) -> Verdict {
+    let c = &m.counts;
+    let lost = c.connect + c.timeout + c.protocol;
+    Verdict::new(
+        "all_answered",
+        lost == 0 && m.total > 0,
+        "0 unanswered",
+        lost.to_string(),
+        format!(
+            "{} connection failures, {} timeouts, {} protocol failures of {} requests",
+            c.connect, c.timeout, c.protocol, m.total
+        ),
+    )
+}
+
+/// Every non-2xx was a graceful rejection (429 with `Retry-After` and the error envelope).
+pub fn only_graceful_failures(m: &LoadMetrics) -> Verdict {
+    Verdict::new(
+        "only_graceful_failures",
+        m.errors == 0 && m.total > 0,
+        "0 non-graceful failures",
+        m.errors.to_string(),
+        format!("status codes {:?}", m.status_codes),
+    )
+}
+
+/// Graceful rejections appear under exhaustion: at least `min` of them.
+pub fn rejections_seen(m: &LoadMetrics, min: u64) -> Verdict {
+    Verdict::new(
+        "rejections_seen",
+        m.rejected >= min,
+        format!(">= {min} graceful rejections"),
+        m.rejected.to_string(),
+        format!(
+            "{} graceful rejections of {} requests; status codes {:?}",
+            m.rejected, m.total, m.status_codes
+        ),
+    )
+}
+
+/// Every response with a rejection status (429, 503, 529) carried `Retry-After` and the error
+/// envelope.
+pub fn rejections_well_formed(results: &[RequestResult]) -> Verdict {
+    let rejecting = |s: u16| matches!(s, 429 | 503 | 529);
+    let total = results.iter().filter(|r| rejecting(r.status)).count();
+    let no_retry = results
+        .iter()
+        .filter(|r| rejecting(r.status) && r.retry_after.is_none())
+        .count();
+    let no_envelope = results
+        .iter()
+        .filter(|r| rejecting(r.status) && r.error_type.is_none())
+        .count();
+    let bad = results
+        .iter()
+        .filter(|r| rejecting(r.status) && r.outcome != Outcome::Rejected)
+        .count();
+    Verdict::new(
+        "rejections_well_formed",
+        bad == 0,
+        "every 429/503/529 graceful",
+        format!("{bad} of {total} malformed"),
+        format!(
+            "{no_retry} without Retry-After, {no_envelope} without the error envelope, {bad} not counted as graceful"
+        ),
+    )
+}
+
+/// Rejections come at once, not after the work: rejection p95 at most `max(floor, half the
+/// success p50)`. A server that accepts and then fails late holds resources and wastes the
+/// client's time.
+pub fn rejections_fast(results: &[RequestResult], floor: Duration) -> Verdict {
+    let mut rejected = LatencyHistogram::new();
+    let mut ok = LatencyHistogram::new();
+    for r in results {
+        if matches!(r.status, 429 | 503 | 529) {
+            rejected.record(r.latency());
+        } else if r.outcome == Outcome::Success {
+            ok.record(r.latency());
+        }
+    }
+    let limit = floor.max(ok.quantile(0.5) / 2);
+    let p95 = rejected.quantile(0.95);
+    Verdict::new(
+        "rejections_fast",
+        rejected.len() > 0 && p95 <= limit,
+        format!("p95 <= {}", ms(limit)),
+        if rejected.is_empty() {
+            "no rejections".to_owned()
+        } else {
+            ms(p95)
+        },
+        format!(
+            "{} rejections, p95 {}; successes p50 {}",
+            rejected.len(),
+            ms(p95),
+            ms(ok.quantile(0.5))
+        ),
+    )
+}
+
+/// Latency p95 of successful requests below `max` (seed: 2 s).
+pub fn latency_p95(m: &LoadMetrics, max: Duration) -> Verdict {
+    let l = &m.success_latency;
+    Verdict::new(
+        "latency_p95",
+        l.count > 0 && l.p95 < max,
+        format!("< {}", ms(max)),
+        ms(l.p95),
+        format!(
+            "{} successes: p50 {}, p95 {}, p99 {}, max {}",
+            l.count,
+            ms(l.p50),
+            ms(l.p95),
+            ms(l.p99),
+            ms(l.max)
+        ),
+    )
+}
+
+/// Request cache hit rate (turn ≥ 2) above `min` (seed: 80%).
+pub fn cache_hit_rate(m: &LoadMetrics, min: f64) -> Verdict {
+    let c = &m.cache;
+    let rate = c.request_hit_rate.unwrap_or(0.0);
+    Verdict::new(
+        "cache_hit_rate",
+        c.eligible > 0 && rate > min,
+        format!("> {}", pct(min)),
+        pct(rate),
+        format!(
+            "{} of {} follow-up turns reused cached tokens; token hit rate {}",
+            c.hits,
+            c.eligible,
+            c.token_hit_rate.map_or("n/a".to_owned(), pct)
+        ),
+    )
+}
+
+/// Exactly `expected` requests succeeded (seed: all 500 of 10 agents × 50).
+pub fn completed(m: &LoadMetrics, expected: u64) -> Verdict {
+    Verdict::new(
+        "completed",
+        m.successful == expected && m.total == expected,
+        format!("{expected} of {expected}"),
+        format!("{} of {}", m.successful, m.total),
+        format!("status codes {:?}", m.status_codes),
+    )
+}
+
+fn statuses_at_least(m: &LoadMetrics, min: u16) -> Vec<(u16, u64)> {
+    m.status_codes
+        .iter()
+        .filter(|(s, _)| **s >= min)
+        .map(|(s, n)| (*s, *n))
+        .collect()
+}

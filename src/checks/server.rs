@@ -1,0 +1,164 @@
+//! Checks of server behaviour beyond one run's figures: isolation, recovery, health.
+
+use std::time::Duration;
+
+use serde::Serialize;
+
+use super::{Verdict, ms, pct};
+use crate::metrics::LatencyHistogram;
+use crate::{Outcome, RequestResult};
+
+/// Paired evidence of cache isolation gathered under load.
+///
+/// Isolation is shown by pairs, never by absence alone: the same agent repeating its prefix
+/// must hit (else the "miss" of another agent proves nothing: caching may simply be off),
+/// another agent sending the identical prefix must miss, and no reply may carry another
+/// agent's canary.
+#[derive(Debug, Clone, Default, PartialEq, Serialize)]
+pub struct IsolationEvidence {
+    /// Follow-up turns of an agent over its own cached prefix.
+    pub same_agent_pairs: u64,
+    /// Of those, how many reused cached tokens.
+    pub same_agent_hits: u64,
+    /// First turns of an agent whose prefix another agent had cached.
+    pub cross_agent_pairs: u64,
+    /// Of those, how many reused cached tokens (must be 0).
+    pub cross_agent_hits: u64,
+    /// Replies whose text was checked for canaries.
+    pub replies_checked: u64,
+    /// Replies carrying another agent's canary: `(agent, foreign canary)`.
+    pub foreign_canaries: Vec<(String, String)>,
+}
+
+/// The three isolation verdicts: same agent hits (at least `min_same_hit_rate` of its
+/// follow-ups; the seed's 80%), other agents miss (all), no foreign canary (none).
+pub fn isolation(e: &IsolationEvidence, min_same_hit_rate: f64) -> Vec<Verdict> {
+    let rate = |hits: u64, n: u64| if n == 0 { 0.0 } else { hits as f64 / n as f64 };
+    let same = rate(e.same_agent_hits, e.same_agent_pairs);
+    vec![
+        Verdict::new(
+            "isolation_same_agent_hits",
+            e.same_agent_pairs > 0 && same >= min_same_hit_rate,
+            format!(">= {}", pct(min_same_hit_rate)),
+            pct(same),
+            format!(
+                "{} of {} same-agent follow-ups reused the agent's cache (without this, a miss by another agent proves nothing)",
+                e.same_agent_hits, e.same_agent_pairs
+            ),
+        ),
+        Verdict::new(
+            "isolation_cross_agent_misses",
+            e.cross_agent_pairs > 0 && e.cross_agent_hits == 0,
+            "0 hits",
+            format!("{} of {}", e.cross_agent_hits, e.cross_agent_pairs),
+            "first turns of agents sending a prefix another agent had cached must reuse nothing",
+        ),
+        Verdict::new(
+            "isolation_no_foreign_canary",
+            e.replies_checked > 0 && e.foreign_canaries.is_empty(),
+            "0 replies",
+            format!("{} of {}", e.foreign_canaries.len(), e.replies_checked),
+            match e.foreign_canaries.first() {
+                None => "no reply carried another agent's canary".to_owned(),
+                Some((agent, canary)) => format!("agent {agent} received {canary}"),
+            },
+        ),
+    ]
+}
+
+/// The pool recovered: a normal request succeeded at baseline latency within `max` after load
+/// stopped (seed: 30 s). `None`: it never did within the measurement window.
+pub fn recovery(time: Option<Duration>, max: Duration) -> Verdict {
+    Verdict::new(
+        "pool_recovery",
+        time.is_some_and(|t| t < max),
+        format!("< {:.0} s", max.as_secs_f64()),
+        time.map_or("never".to_owned(), |t| format!("{:.2} s", t.as_secs_f64())),
+        match time {
+            Some(t) => format!(
+                "normal requests succeeded at baseline latency {:.2} s after load stopped",
+                t.as_secs_f64()
+            ),
+            None => "no normal request succeeded at baseline latency within the window".to_owned(),
+        },
+    )
+}
+
+/// Health probes during and after load all answered 2xx, with p99 below `max`.
+pub fn health_responsive(probes: &[RequestResult], max: Duration) -> Verdict {
+    let mut h = LatencyHistogram::new();
+    let mut failed = 0u64;
+    for p in probes {
+        h.record(p.latency());
+        if p.outcome != Outcome::Success {
+            failed += 1;
+        }
+    }
+    let p99 = h.quantile(0.99);
+    Verdict::new(
+        "health_responsive",
+        !probes.is_empty() && failed == 0 && p99 < max,
+        format!("all 2xx, p99 < {}", ms(max)),
+        format!("{failed} failed, p99 {}", ms(p99)),
+        format!(
+            "{} probes of /health/live; max {}",
+            probes.len(),
+            ms(h.quantile(1.0))
+        ),
+    )
+}
+
+/// Every request sent was recorded exactly once.
+pub fn accounted(sent: u64, recorded: u64) -> Verdict {
+    Verdict::new(
+        "accounted",
+        sent == recorded,
+        "sent == recorded",
+        format!("{sent} sent, {recorded} recorded"),
+        "each request yields one record whatever happens",
+    )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn isolation_needs_both_halves_of_each_pair() {
+        let good = IsolationEvidence {
+            same_agent_pairs: 10,
+            same_agent_hits: 10,
+            cross_agent_pairs: 10,
+            cross_agent_hits: 0,
+            replies_checked: 20,
+            foreign_canaries: vec![],
+        };
+        assert!(isolation(&good, 0.8).iter().all(|v| v.passed));
+        let no_cache = IsolationEvidence {
+            same_agent_hits: 0,
+            ..good.clone()
+        };
+        let v = isolation(&no_cache, 0.8);
+        assert!(!v[0].passed, "caching off must fail the same-agent half");
+        let bleed = IsolationEvidence {
+            cross_agent_hits: 3,
+            foreign_canaries: vec![("a".into(), "CANARY-b".into())],
+            ..good
+        };
+        let v = isolation(&bleed, 0.8);
+        assert!(!v[1].passed && !v[2].passed);
+        assert!(
+            isolation(&IsolationEvidence::default(), 0.8)
+                .iter()
+                .all(|v| !v.passed)
+        );
+    }
+
+    #[test]
+    fn recovery_threshold() {
+        let max = Duration::from_secs(30);
+        assert!(recovery(Some(Duration::from_secs(2)), max).passed);
+        assert!(!recovery(Some(Duration::from_secs(31)), max).passed);
+        assert!(!recovery(None, max).passed);
+    }
+}
