@@ -27,6 +27,7 @@
 pub mod anthropic;
 pub mod checks;
 pub mod metrics;
+pub mod report;
 #[cfg(feature = "reference-server")]
 pub mod server;
 pub mod workload;
@@ -34,6 +35,7 @@ pub mod workload;
 mod client;
 mod error;
 mod harness;
+mod probe;
 
 pub use client::{Client, Expect, Request};
 pub use error::{Error, Result};
@@ -43,3 +45,5 @@ pub use harness::{
 };
 pub use harness::{DEFAULT_BASE_URL, DEFAULT_DURATION, DEFAULT_TIMEOUT};
 pub use metrics::{LoadMetrics, MetricsCollector, Outcome, RequestResult};
+pub use probe::{Probe, pool_utilization};
+pub use report::Report;

@@ -134,7 +134,7 @@ pub fn rejections_fast(results: &[RequestResult], floor: Duration) -> Verdict {
     let p95 = rejected.quantile(0.95);
     Verdict::new(
         "rejections_fast",
-        rejected.len() > 0 && p95 <= limit,
+        !rejected.is_empty() && p95 <= limit,
         format!("p95 <= {}", ms(limit)),
         if rejected.is_empty() {
             "no rejections".to_owned()
@@ -195,6 +195,42 @@ pub fn completed(m: &LoadMetrics, expected: u64) -> Verdict {
         format!("{expected} of {expected}"),
         format!("{} of {}", m.successful, m.total),
         format!("status codes {:?}", m.status_codes),
+    )
+}
+
+/// The load really pushed the pool near exhaustion: peak utilization seen on `GET /health` at
+/// least `min`. Without it a rejection test proves nothing. `None`: the server has no pool
+/// figures.
+pub fn pool_reached(peak: Option<f64>, min: f64) -> Verdict {
+    Verdict::new(
+        "pool_reached",
+        peak.is_some_and(|p| p >= min),
+        format!(">= {}", pct(min)),
+        peak.map_or("unknown".to_owned(), pct),
+        match peak {
+            Some(_) => "peak pool utilization seen on GET /health during the load".to_owned(),
+            None => "GET /health gave no pool.utilization: this check needs the server's pool figures (GET /health with {\"pool\":{\"utilization\":R}})".to_owned(),
+        },
+    )
+}
+
+/// No rejection while utilization is low: the low phase of a ramp saw no 429, and its peak
+/// utilization stayed below 90%.
+pub fn no_early_rejections(low_phase_rejections: u64, low_phase_peak: Option<f64>) -> Verdict {
+    let low = low_phase_peak.is_some_and(|p| p < 0.9);
+    Verdict::new(
+        "no_early_rejections",
+        low_phase_rejections == 0 && low,
+        "0 rejections below 90% utilization",
+        format!(
+            "{low_phase_rejections} rejections, peak {}",
+            low_phase_peak.map_or("unknown".to_owned(), pct)
+        ),
+        if low {
+            "rejections during the low-load phase".to_owned()
+        } else {
+            "the low-load phase was not low (or the server gave no pool figures): lower its concurrency".to_owned()
+        },
     )
 }
 

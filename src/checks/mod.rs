@@ -8,8 +8,9 @@ mod load;
 mod server;
 
 pub use load::{
-    all_answered, cache_hit_rate, completed, error_rate, latency_p95, no_server_errors,
-    only_graceful_failures, rejections_fast, rejections_seen, rejections_well_formed,
+    all_answered, cache_hit_rate, completed, error_rate, latency_p95, no_early_rejections,
+    no_server_errors, only_graceful_failures, pool_reached, rejections_fast, rejections_seen,
+    rejections_well_formed,
 };
 pub use server::{IsolationEvidence, accounted, health_responsive, isolation, recovery};
 

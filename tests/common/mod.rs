@@ -3,7 +3,9 @@
 //! writing.
 //!
 //! Each test binary uses a subset of these helpers.
-#![allow(dead_code)]
+#![allow(dead_code, unreachable_pub)]
+
+pub mod scenarios;
 
 use std::io::{BufRead, BufReader};
 use std::path::PathBuf;
@@ -195,4 +197,19 @@ pub fn write_json(name: &str, value: &impl serde::Serialize) -> PathBuf {
     let json = serde_json::to_vec_pretty(value).expect("report serializes");
     std::fs::write(&path, json).expect("write report");
     path
+}
+
+/// Prints the report's summary, writes its JSON to `target/stress-reports/NAME.json`, and
+/// fails the test with every failed verdict when one failed.
+pub fn finish(report: &semantic_stress::Report) {
+    println!("{}", report.text());
+    let path = reports_dir().join(format!("{}.json", report.name));
+    report.write_json(&path).expect("write the JSON report");
+    println!("report: {}", path.display());
+    assert!(
+        report.passed(),
+        "{} failed:\n{}",
+        report.name,
+        report.failures()
+    );
 }

@@ -1,0 +1,356 @@
+//! The scenarios behind the stress suites, shared with the fault-detection tests: each runs
+//! load against a [`Target`] and returns a [`Report`] whose verdicts say what held.
+
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use semantic_stress::anthropic::{Message, MessagesRequest};
+use semantic_stress::checks::{self, IsolationEvidence, Verdict};
+use semantic_stress::workload::{TextGen, canaries_in, canary};
+use semantic_stress::{
+    Agent, Load, MetricsCollector, Outcome, Probe, Report, Request, RequestResult, Stage,
+    pool_utilization,
+};
+use tokio::sync::watch;
+
+use super::Target;
+
+/// Model name in generated requests.
+const MODEL: &str = "test-model";
+
+fn message(text: &str, max_tokens: u32) -> Request {
+    Request::messages(&MessagesRequest::new(
+        MODEL,
+        vec![Message::user(text)],
+        max_tokens,
+    ))
+}
+
+fn base_report(name: &str, target: &Target) -> Report {
+    let mut r = Report::new(name, target.base_url());
+    r.config("reference_server", target.is_reference());
+    r
+}
+
+/// `n` identical requests at once (seed: 150, `max_tokens` 100): every one answered, no 5xx,
+/// every non-2xx a graceful rejection.
+pub async fn concurrent_burst(target: &Target, name: &str, n: usize) -> Report {
+    let harness = target.harness(|c| c.workers(n));
+    let body = message("Explain how a block pool serves many agents at once.", 100);
+    let load = Load::closed(n, semantic_stress::Stop::requests(n as u64));
+    let run = harness.run(load, move |_| body.clone()).await.expect("valid load");
+    let m = MetricsCollector::analyze(&run.results);
+    let mut report = base_report(name, target);
+    report.config("requests", n).config("max_tokens", 100);
+    report.verdicts([
+        checks::accounted(run.sent, run.results.len() as u64),
+        checks::all_answered(&m),
+        checks::no_server_errors(&m),
+        checks::only_graceful_failures(&m),
+    ]);
+    report.metrics = Some(m);
+    report.generator = Some(run.generator);
+    report
+}
+
+/// Load until the pool passes 95%: a low phase (`low` workers) that must see no rejection,
+/// then a high phase (`high` workers) that must see graceful ones — each with `Retry-After`
+/// and the envelope, fast — and an error rate under 5% with rejections not counted.
+pub async fn graceful_rejection(
+    target: &Target,
+    name: &str,
+    low: Stage,
+    high: Stage,
+    max_tokens: u32,
+) -> Report {
+    let harness = target.harness(|c| c.workers(high.concurrency));
+    let health = Probe::start(
+        harness.client().clone(),
+        Request::get("/health").keep_text(),
+        Duration::from_millis(20),
+        100_000,
+    );
+    let body = message("Write a long story about caches and agents.", max_tokens);
+    let run = harness
+        .run(Load::ramp(vec![low, high]), move |_| body.clone())
+        .await
+        .expect("valid load");
+    let probes = health.stop().await;
+    let m = MetricsCollector::analyze(&run.results);
+    let low_end = run.started + low.hold;
+    let util: Vec<(Instant, f64)> = probes
+        .iter()
+        .filter_map(|p| pool_utilization(p).map(|u| (p.started_at, u)))
+        .collect();
+    let low_rejections = run
+        .results
+        .iter()
+        .filter(|r| r.started_at < low_end && r.status == 429)
+        .count() as u64;
+    let low_peak = util
+        .iter()
+        .filter(|(t, _)| *t < low_end)
+        .map(|(_, u)| *u)
+        .fold(None, |a: Option<f64>, u| Some(a.map_or(u, |a| a.max(u))));
+    let peak = util.iter().map(|(_, u)| *u).fold(None, |a: Option<f64>, u| Some(a.map_or(u, |a| a.max(u))));
+    let first_rejection = run
+        .results
+        .iter()
+        .filter(|r| r.status == 429)
+        .map(|r| r.started_at)
+        .min();
+    let onset = first_rejection.and_then(|t| {
+        util.iter()
+            .filter(|(at, _)| *at <= t)
+            .max_by_key(|(at, _)| *at)
+            .map(|(_, u)| *u)
+    });
+    let mut report = base_report(name, target);
+    report
+        .config("low_phase", format!("{} workers for {:?}", low.concurrency, low.hold))
+        .config("high_phase", format!("{} workers for {:?}", high.concurrency, high.hold))
+        .config("max_tokens", max_tokens)
+        .figure("peak_pool_utilization", peak)
+        .figure("low_phase_peak_utilization", low_peak)
+        .figure("onset_utilization", onset)
+        .figure("health_probes", probes.len());
+    report.verdicts([
+        checks::accounted(run.sent, run.results.len() as u64),
+        checks::pool_reached(peak, 0.9),
+        checks::no_early_rejections(low_rejections, low_peak),
+        checks::rejections_seen(&m, 1),
+        checks::rejections_well_formed(&run.results),
+        checks::rejections_fast(&run.results, Duration::from_millis(50)),
+        checks::error_rate(&m, 0.05),
+    ]);
+    report.metrics = Some(m);
+    report.generator = Some(run.generator);
+    report
+}
+
+/// Rate-paced load past capacity for `duration` while `/health/live` is probed: no 5xx,
+/// health answers quickly during and after, and the server process stays alive.
+pub async fn no_crash(target: &mut Target, name: &str, rate: f64, duration: Duration) -> Report {
+    let workers = 256;
+    let harness = target.harness(|c| c.workers(workers));
+    let live = Probe::start(
+        harness.client().clone(),
+        Request::get("/health/live"),
+        Duration::from_millis(50),
+        100_000,
+    );
+    let body = message("Keep answering while the pool is under pressure.", 100);
+    let load = Load::open(
+        workers,
+        semantic_stress::Arrivals::Poisson {
+            per_second: rate,
+            seed: harness.config().seed,
+        },
+        semantic_stress::Stop::after(duration),
+    );
+    let run = harness.run(load, move |_| body.clone()).await.expect("valid load");
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    let probes = live.stop().await;
+    let alive = target.is_alive();
+    let m = MetricsCollector::analyze(&run.results);
+    let mut report = base_report(name, target);
+    report
+        .config("rate_per_s", rate)
+        .config("duration_s", duration.as_secs_f64());
+    report.verdicts([
+        checks::accounted(run.sent, run.results.len() as u64),
+        checks::no_server_errors(&m),
+        checks::health_responsive(&probes, Duration::from_millis(500)),
+        Verdict::new(
+            "server_alive",
+            alive,
+            "running",
+            if alive { "running" } else { "exited" },
+            "the server process after the load",
+        ),
+    ]);
+    report.metrics = Some(m);
+    report.generator = Some(run.generator);
+    report
+}
+
+/// Saturate the pool, stop, and measure how long until a normal request succeeds again at
+/// baseline latency (seed: < 30 s). Probes every 100 ms for at most `window`.
+pub async fn recovery(target: &Target, name: &str, window: Duration, max: Duration) -> Report {
+    let harness = target.harness(|c| c.workers(200));
+    let normal = message("Is the pool back to normal?", 20);
+    let mut baseline = Vec::new();
+    for _ in 0..5 {
+        baseline.push(harness.client().send(&normal, Instant::now()).await);
+    }
+    let base = MetricsCollector::analyze(&baseline);
+    let heavy = message("Write a very long story about caches and agents.", 400);
+    let load = Load::closed(200, semantic_stress::Stop::after(Duration::from_secs(2)));
+    let saturation = harness.run(load, move |_| heavy.clone()).await.expect("valid load");
+    let sat = MetricsCollector::analyze(&saturation.results);
+    let stopped = Instant::now();
+    let limit = (base.success_latency.p50 * 3).max(base.success_latency.p50 + Duration::from_millis(100));
+    let mut recovered = None;
+    let mut probes = 0u64;
+    while stopped.elapsed() < window {
+        probes += 1;
+        let r = harness.client().send(&normal, Instant::now()).await;
+        if r.outcome == Outcome::Success && r.latency() <= limit {
+            recovered = Some(stopped.elapsed());
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    let mut report = base_report(name, target);
+    report
+        .figure("baseline_p50_ms", base.success_latency.p50.as_secs_f64() * 1000.0)
+        .figure("baseline_limit_ms", limit.as_secs_f64() * 1000.0)
+        .figure("saturation_rejected", sat.rejected)
+        .figure("saturation_requests", sat.total)
+        .figure("recovery_s", recovered.map(|d| d.as_secs_f64()))
+        .figure("recovery_probes", probes);
+    report.verdicts([
+        checks::completed(&base, 5),
+        checks::recovery(recovered, max),
+    ]);
+    report.metrics = Some(sat);
+    report
+}
+
+/// The seed's rapid agents: `agents` agents × `per_agent` single-turn requests each
+/// ("Agent A request i", `max_tokens` 50), all at once; every request must complete.
+pub async fn rapid_agents(target: &Target, name: &str, agents: usize, per_agent: usize) -> Report {
+    let harness = target.harness(|c| c.workers(agents));
+    let by_agent = harness
+        .run_agent_workloads(agents, move |mut agent: Agent| async move {
+            for i in 0..per_agent {
+                let text = format!("Agent {} request {i}", agent.id());
+                agent.send(message(&text, 50)).await;
+            }
+            agent
+        })
+        .await;
+    let results: Vec<RequestResult> = by_agent.values().flatten().cloned().collect();
+    let m = MetricsCollector::analyze(&results);
+    let expected = (agents * per_agent) as u64;
+    let mut report = base_report(name, target);
+    report.config("agents", agents).config("requests_per_agent", per_agent);
+    report.figure(
+        "per_agent_completed",
+        by_agent
+            .iter()
+            .map(|(id, rs)| (id.clone(), rs.iter().filter(|r| r.outcome == Outcome::Success).count()))
+            .collect::<std::collections::BTreeMap<_, _>>(),
+    );
+    report.verdicts([checks::completed(&m, expected), checks::latency_p95(&m, Duration::from_secs(2))]);
+    report.metrics = Some(m);
+    report
+}
+
+/// Multi-turn conversations by `agents` agents at once, `turns` turns each, every agent with
+/// its own canary in its first turn after a prefix shared by all agents. Gives the run's
+/// metrics and the paired isolation evidence.
+pub async fn conversations(
+    target: &Target,
+    agents: usize,
+    turns: u32,
+    prefix_words: usize,
+) -> (Vec<RequestResult>, IsolationEvidence) {
+    let harness = target.harness(|c| c.workers(agents));
+    let shared_prefix = Arc::new(TextGen::new(42).words(prefix_words));
+    // The first agent caches the shared prefix before the others send it, so that a server
+    // sharing caches across agents would show hits on their first turns.
+    let (leader_done, leader_rx) = watch::channel(false);
+    let leader_done = Arc::new(leader_done);
+    let by_agent = harness
+        .run_agent_workloads(agents, move |mut agent: Agent| {
+            let prefix = Arc::clone(&shared_prefix);
+            let done = Arc::clone(&leader_done);
+            let mut rx = leader_rx.clone();
+            async move {
+                if agent.index() > 0 {
+                    let _ = tokio::time::timeout(Duration::from_secs(30), rx.wait_for(|d| *d)).await;
+                }
+                let mut text = TextGen::new(agent.index() as u64 + 1);
+                let first = format!("{prefix} {} {}", canary(agent.id()), text.words(12));
+                agent.max_tokens = 40;
+                agent.send_turn(first).await;
+                if agent.index() == 0 {
+                    let _ = done.send(true);
+                }
+                for _ in 1..turns {
+                    let follow = text.words_in(8..=24);
+                    agent.send_turn(follow).await;
+                }
+                agent
+            }
+        })
+        .await;
+    let mut evidence = IsolationEvidence::default();
+    let mut results = Vec::new();
+    for (id, records) in &by_agent {
+        let own = canary(id);
+        for r in records {
+            let hit = r.cache_hit();
+            match r.turn {
+                Some(1) if !id.ends_with("-0") => {
+                    evidence.cross_agent_pairs += 1;
+                    evidence.cross_agent_hits += u64::from(hit);
+                }
+                Some(t) if t >= 2 => {
+                    evidence.same_agent_pairs += 1;
+                    evidence.same_agent_hits += u64::from(hit);
+                }
+                _ => {}
+            }
+            if let Some(text) = &r.text {
+                evidence.replies_checked += 1;
+                for c in canaries_in(text) {
+                    if c != own {
+                        evidence.foreign_canaries.push((id.clone(), c.to_owned()));
+                    }
+                }
+            }
+        }
+        results.extend(records.iter().cloned());
+    }
+    (results, evidence)
+}
+
+/// Cache isolation under concurrent load, shown by pairs and canaries.
+pub async fn isolation(target: &Target, name: &str, agents: usize, turns: u32) -> Report {
+    let (results, evidence) = conversations(target, agents, turns, 300).await;
+    let m = MetricsCollector::analyze(&results);
+    let mut report = base_report(name, target);
+    report.config("agents", agents).config("turns", turns);
+    report.figure("isolation", &evidence);
+    report.verdicts(checks::isolation(&evidence, 0.8));
+    report.verdicts([checks::error_rate(&m, 0.05)]);
+    report.metrics = Some(m);
+    report
+}
+
+/// Latency of multi-turn agents under load: p95 of successes under `max` (seed: 2 s).
+pub async fn latency_under_load(target: &Target, name: &str, agents: usize, turns: u32) -> Report {
+    let (results, _) = conversations(target, agents, turns, 100).await;
+    let m = MetricsCollector::analyze(&results);
+    let mut report = base_report(name, target);
+    report.config("agents", agents).config("turns", turns);
+    report.verdicts([
+        checks::latency_p95(&m, Duration::from_secs(2)),
+        checks::error_rate(&m, 0.05),
+    ]);
+    report.metrics = Some(m);
+    report
+}
+
+/// Cache hit rate of multi-turn conversations (turns ≥ 2) above `min` (seed: 80%).
+pub async fn hit_rate(target: &Target, name: &str, agents: usize, turns: u32, min: f64) -> Report {
+    let (results, _) = conversations(target, agents, turns, 100).await;
+    let m = MetricsCollector::analyze(&results);
+    let mut report = base_report(name, target);
+    report.config("agents", agents).config("turns", turns);
+    report.verdicts([checks::cache_hit_rate(&m, min), checks::error_rate(&m, 0.05)]);
+    report.metrics = Some(m);
+    report
+}

@@ -1,0 +1,84 @@
+//! Pool exhaustion: the server degrades gracefully when its block pool fills — 429 with
+//! `Retry-After`, never a crash — and recovers when load subsides.
+//!
+//! Run: `cargo test --features stress --test pool_exhaustion` (against the embedded reference
+//! server, or the server at `SEMANTIC_BASE_URL`). Reports: `target/stress-reports/`.
+
+mod common;
+
+use std::time::Duration;
+
+use common::scenarios;
+use common::{Target, env_rate, env_workers, finish};
+use semantic_stress::Stage;
+use serial_test::file_serial;
+
+/// Requests sent at once (seed: more than 100).
+const BURST: usize = 150;
+/// Workers of the low-load phase: far from exhausting the pool.
+const LOW_WORKERS: usize = 4;
+/// Workers of the exhausting phase.
+const HIGH_WORKERS: usize = 200;
+/// Paced load past capacity, requests per second.
+const OVERLOAD_RATE: f64 = 400.0;
+/// Seed: the pool recovers within 30 s.
+const RECOVERY_MAX: Duration = Duration::from_secs(30);
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[file_serial(stress)]
+async fn test_100_plus_concurrent_requests() {
+    let target = Target::start(&[]);
+    let report =
+        scenarios::concurrent_burst(&target, "test_100_plus_concurrent_requests", env_workers(BURST))
+            .await;
+    finish(&report);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[file_serial(stress)]
+async fn test_graceful_429_when_pool_exhausted() {
+    let target = Target::start(&[]);
+    let report = scenarios::graceful_rejection(
+        &target,
+        "test_graceful_429_when_pool_exhausted",
+        Stage {
+            concurrency: LOW_WORKERS,
+            hold: Duration::from_secs(1),
+        },
+        Stage {
+            concurrency: env_workers(HIGH_WORKERS),
+            hold: Duration::from_secs(3),
+        },
+        200,
+    )
+    .await;
+    finish(&report);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[file_serial(stress)]
+async fn test_no_crashes_under_load() {
+    let mut target = Target::start(&[]);
+    let report = scenarios::no_crash(
+        &mut target,
+        "test_no_crashes_under_load",
+        env_rate(OVERLOAD_RATE),
+        Duration::from_secs(5),
+    )
+    .await;
+    finish(&report);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[file_serial(stress)]
+async fn test_pool_recovery_after_load() {
+    let target = Target::start(&[]);
+    let report = scenarios::recovery(
+        &target,
+        "test_pool_recovery_after_load",
+        RECOVERY_MAX + Duration::from_secs(5),
+        RECOVERY_MAX,
+    )
+    .await;
+    finish(&report);
+}
