@@ -35,9 +35,13 @@ async fn test_10_agents_50_rapid_requests() {
 #[file_serial(stress)]
 async fn test_cache_isolation_under_load() {
     let target = Target::start(&[]);
-    let report =
-        scenarios::isolation(&target, "test_cache_isolation_under_load", env_workers(AGENTS), 4)
-            .await;
+    let report = scenarios::isolation(
+        &target,
+        "test_cache_isolation_under_load",
+        env_workers(AGENTS),
+        4,
+    )
+    .await;
     finish(&report);
 }
 

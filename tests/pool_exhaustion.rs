@@ -28,9 +28,12 @@ const RECOVERY_MAX: Duration = Duration::from_secs(30);
 #[file_serial(stress)]
 async fn test_100_plus_concurrent_requests() {
     let target = Target::start(&[]);
-    let report =
-        scenarios::concurrent_burst(&target, "test_100_plus_concurrent_requests", env_workers(BURST))
-            .await;
+    let report = scenarios::concurrent_burst(
+        &target,
+        "test_100_plus_concurrent_requests",
+        env_workers(BURST),
+    )
+    .await;
     finish(&report);
 }
 

@@ -122,8 +122,10 @@ impl Report {
                 );
             }
         }
-        if let Some(g) = &self.generator {
-            if g.saturated || g.late_slots > 0 {
+        if let Some(g) = &self.generator
+            && (g.saturated || g.late_slots > 0)
+        {
+            {
                 let _ = writeln!(
                     s,
                     "generator: timer lag p99 {:.2} ms, {} late slots{}",

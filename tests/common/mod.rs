@@ -64,7 +64,9 @@ impl Target {
             other => {
                 let _ = child.kill();
                 let _ = child.wait();
-                panic!("reference server did not print its address within {STARTUP_TIMEOUT:?}: {other:?}");
+                panic!(
+                    "reference server did not print its address within {STARTUP_TIMEOUT:?}: {other:?}"
+                );
             }
         };
         let base_url = line

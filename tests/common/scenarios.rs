@@ -38,7 +38,10 @@ pub async fn concurrent_burst(target: &Target, name: &str, n: usize) -> Report {
     let harness = target.harness(|c| c.workers(n));
     let body = message("Explain how a block pool serves many agents at once.", 100);
     let load = Load::closed(n, semantic_stress::Stop::requests(n as u64));
-    let run = harness.run(load, move |_| body.clone()).await.expect("valid load");
+    let run = harness
+        .run(load, move |_| body.clone())
+        .await
+        .expect("valid load");
     let m = MetricsCollector::analyze(&run.results);
     let mut report = base_report(name, target);
     report.config("requests", n).config("max_tokens", 100);
@@ -92,7 +95,10 @@ pub async fn graceful_rejection(
         .filter(|(t, _)| *t < low_end)
         .map(|(_, u)| *u)
         .fold(None, |a: Option<f64>, u| Some(a.map_or(u, |a| a.max(u))));
-    let peak = util.iter().map(|(_, u)| *u).fold(None, |a: Option<f64>, u| Some(a.map_or(u, |a| a.max(u))));
+    let peak = util
+        .iter()
+        .map(|(_, u)| *u)
+        .fold(None, |a: Option<f64>, u| Some(a.map_or(u, |a| a.max(u))));
     let first_rejection = run
         .results
         .iter()
@@ -107,8 +113,14 @@ pub async fn graceful_rejection(
     });
     let mut report = base_report(name, target);
     report
-        .config("low_phase", format!("{} workers for {:?}", low.concurrency, low.hold))
-        .config("high_phase", format!("{} workers for {:?}", high.concurrency, high.hold))
+        .config(
+            "low_phase",
+            format!("{} workers for {:?}", low.concurrency, low.hold),
+        )
+        .config(
+            "high_phase",
+            format!("{} workers for {:?}", high.concurrency, high.hold),
+        )
         .config("max_tokens", max_tokens)
         .figure("peak_pool_utilization", peak)
         .figure("low_phase_peak_utilization", low_peak)
@@ -148,7 +160,10 @@ pub async fn no_crash(target: &mut Target, name: &str, rate: f64, duration: Dura
         },
         semantic_stress::Stop::after(duration),
     );
-    let run = harness.run(load, move |_| body.clone()).await.expect("valid load");
+    let run = harness
+        .run(load, move |_| body.clone())
+        .await
+        .expect("valid load");
     tokio::time::sleep(Duration::from_secs(1)).await;
     let probes = live.stop().await;
     let alive = target.is_alive();
@@ -186,10 +201,14 @@ pub async fn recovery(target: &Target, name: &str, window: Duration, max: Durati
     let base = MetricsCollector::analyze(&baseline);
     let heavy = message("Write a very long story about caches and agents.", 400);
     let load = Load::closed(200, semantic_stress::Stop::after(Duration::from_secs(2)));
-    let saturation = harness.run(load, move |_| heavy.clone()).await.expect("valid load");
+    let saturation = harness
+        .run(load, move |_| heavy.clone())
+        .await
+        .expect("valid load");
     let sat = MetricsCollector::analyze(&saturation.results);
     let stopped = Instant::now();
-    let limit = (base.success_latency.p50 * 3).max(base.success_latency.p50 + Duration::from_millis(100));
+    let limit =
+        (base.success_latency.p50 * 3).max(base.success_latency.p50 + Duration::from_millis(100));
     let mut recovered = None;
     let mut probes = 0u64;
     while stopped.elapsed() < window {
@@ -203,7 +222,10 @@ pub async fn recovery(target: &Target, name: &str, window: Duration, max: Durati
     }
     let mut report = base_report(name, target);
     report
-        .figure("baseline_p50_ms", base.success_latency.p50.as_secs_f64() * 1000.0)
+        .figure(
+            "baseline_p50_ms",
+            base.success_latency.p50.as_secs_f64() * 1000.0,
+        )
         .figure("baseline_limit_ms", limit.as_secs_f64() * 1000.0)
         .figure("saturation_rejected", sat.rejected)
         .figure("saturation_requests", sat.total)
@@ -234,15 +256,25 @@ pub async fn rapid_agents(target: &Target, name: &str, agents: usize, per_agent:
     let m = MetricsCollector::analyze(&results);
     let expected = (agents * per_agent) as u64;
     let mut report = base_report(name, target);
-    report.config("agents", agents).config("requests_per_agent", per_agent);
+    report
+        .config("agents", agents)
+        .config("requests_per_agent", per_agent);
     report.figure(
         "per_agent_completed",
         by_agent
             .iter()
-            .map(|(id, rs)| (id.clone(), rs.iter().filter(|r| r.outcome == Outcome::Success).count()))
+            .map(|(id, rs)| {
+                (
+                    id.clone(),
+                    rs.iter().filter(|r| r.outcome == Outcome::Success).count(),
+                )
+            })
             .collect::<std::collections::BTreeMap<_, _>>(),
     );
-    report.verdicts([checks::completed(&m, expected), checks::latency_p95(&m, Duration::from_secs(2))]);
+    report.verdicts([
+        checks::completed(&m, expected),
+        checks::latency_p95(&m, Duration::from_secs(2)),
+    ]);
     report.metrics = Some(m);
     report
 }
@@ -269,7 +301,8 @@ pub async fn conversations(
             let mut rx = leader_rx.clone();
             async move {
                 if agent.index() > 0 {
-                    let _ = tokio::time::timeout(Duration::from_secs(30), rx.wait_for(|d| *d)).await;
+                    let _ =
+                        tokio::time::timeout(Duration::from_secs(30), rx.wait_for(|d| *d)).await;
                 }
                 let mut text = TextGen::new(agent.index() as u64 + 1);
                 let first = format!("{prefix} {} {}", canary(agent.id()), text.words(12));
@@ -350,7 +383,10 @@ pub async fn hit_rate(target: &Target, name: &str, agents: usize, turns: u32, mi
     let m = MetricsCollector::analyze(&results);
     let mut report = base_report(name, target);
     report.config("agents", agents).config("turns", turns);
-    report.verdicts([checks::cache_hit_rate(&m, min), checks::error_rate(&m, 0.05)]);
+    report.verdicts([
+        checks::cache_hit_rate(&m, min),
+        checks::error_rate(&m, 0.05),
+    ]);
     report.metrics = Some(m);
     report
 }
