@@ -125,19 +125,17 @@ impl Report {
         if let Some(g) = &self.generator
             && (g.saturated || g.late_slots > 0)
         {
-            {
-                let _ = writeln!(
-                    s,
-                    "generator: timer lag p99 {:.2} ms, {} late slots{}",
-                    g.timer_lag_p99_ms,
-                    g.late_slots,
-                    if g.saturated {
-                        " — GENERATOR SATURATED"
-                    } else {
-                        ""
-                    }
-                );
-            }
+            let _ = writeln!(
+                s,
+                "generator: timer lag p99 {:.2} ms, {} late slots{}",
+                g.timer_lag_p99_ms,
+                g.late_slots,
+                if g.saturated {
+                    " — GENERATOR SATURATED"
+                } else {
+                    ""
+                }
+            );
         }
         for (k, v) in &self.figures {
             let _ = writeln!(s, "{k}: {v}");
