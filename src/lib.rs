@@ -19,7 +19,10 @@
 //! - `resource-intensive`: stress tests that need far more than a laptop.
 
 // The library returns reports; printing is for tests and binaries.
-#![cfg_attr(not(test), warn(clippy::print_stdout, clippy::print_stderr, clippy::dbg_macro))]
+#![cfg_attr(
+    not(test),
+    warn(clippy::print_stdout, clippy::print_stderr, clippy::dbg_macro)
+)]
 
 pub mod anthropic;
 pub mod metrics;
@@ -27,6 +30,9 @@ pub mod metrics;
 pub mod server;
 
 mod error;
+mod memory;
 
 pub use error::{Error, Result};
+pub use memory::{MemorySample, MemorySampler, process_rss_bytes};
+pub use metrics::{LoadMetrics, MetricsCollector};
 pub use metrics::{Outcome, RequestResult};

@@ -6,6 +6,7 @@
 //! - [`LatencyHistogram`] → [`LatencySummary`]: latency distributions in fixed memory.
 //! - [`MetricsCollector`] → [`LoadMetrics`]: streaming, mergeable run figures, including
 //!   [`CacheStats`].
+//! - [`fit_trend`] → [`Trend`], and [`MemoryTrend`] over [`MemorySample`](crate::MemorySample)s.
 //!
 //! # Percentiles
 //!
@@ -17,10 +18,14 @@
 mod cache;
 mod collector;
 mod histogram;
+mod memory_trend;
 mod record;
-mod serde_duration;
+pub(crate) mod serde_duration;
+mod trend;
 
 pub use cache::CacheStats;
 pub use collector::{LoadMetrics, MetricsCollector, OutcomeCounts};
 pub use histogram::{LatencyHistogram, LatencySummary};
+pub use memory_trend::MemoryTrend;
 pub use record::{Outcome, RequestResult};
+pub use trend::{ConfidenceInterval, Trend, fit_trend};
