@@ -99,7 +99,8 @@ impl Reservoir {
             self.seen = total;
             return;
         }
-        // total > 0 here; counts below 2^53 convert exactly to f64.
+        // total > 0 here; counts below 2^53 convert exactly to f64, and 0 ≤ share ≤ capacity,
+        // so rounding it back to usize is exact.
         let share = self.capacity as f64 * self.seen as f64 / total as f64;
         let from_self = (share.round() as usize)
             .max(self.capacity.saturating_sub(other.values.len()))

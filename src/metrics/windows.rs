@@ -136,6 +136,7 @@ impl WindowedSeries {
             index = self.index_of(offset);
         }
         while self.windows.len() <= index {
+            // A distinct, reproducible seed per window; usize → u64 is lossless.
             let seed = self.seed ^ (self.windows.len() as u64).rotate_left(32);
             self.windows.push(WindowAcc::new(seed));
         }
