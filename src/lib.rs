@@ -35,6 +35,7 @@ pub mod workload;
 mod client;
 mod error;
 mod harness;
+mod memory;
 mod probe;
 
 pub use client::{Client, Expect, Request};
@@ -46,4 +47,5 @@ pub use harness::{
 pub use harness::{DEFAULT_BASE_URL, DEFAULT_DURATION, DEFAULT_TIMEOUT};
 pub use metrics::{LoadMetrics, MetricsCollector, Outcome, RequestResult};
 pub use probe::{Probe, pool_utilization};
+pub use memory::{MemorySample, MemorySampler, process_rss_bytes};
 pub use report::Report;

@@ -1,28 +1,13 @@
 //! Cache figures from usage accounting: [`CacheStats`].
 //!
-//! # Definitions
-//!
-//! - **Request hit rate** = `hits / eligible`. A record is *eligible* when it carries usage and
-//!   is not the first turn of a conversation (`turn != Some(1)`: turn ≥ 2, or a request sent
-//!   outside any conversation). It is a *hit* when `cache_read_input_tokens > 0`.
-//! - **Token hit rate** = `Σ cache_read_input_tokens / Σ prompt tokens` over **every** record
-//!   with usage (first turns included: their prompt tokens are real prefill work). Prompt tokens
-//!   are [`Usage::prompt_tokens`]: `input_tokens` when the response counts cached tokens inside
-//!   `input_tokens` (this server family), else `input_tokens + cache_read + cache_creation`
-//!   (Anthropic's convention). The convention is detected per response by
-//!   [`Usage::is_inclusive`].
-//! - A rate is `None` when its denominator is zero (nothing eligible), never a misleading 0.
-//!
-//! Responses are also counted by convention. A response with no cache tokens at all
-//! (`cache_read = cache_creation = 0`) gives the same prompt size under both conventions and is
-//! counted as `undetermined_responses`.
+//! The definitions are stated in the [`metrics`](crate::metrics#cache-figures) module docs.
 
 use serde::{Deserialize, Serialize};
 
 use crate::anthropic::Usage;
 use crate::metrics::RequestResult;
 
-/// Cache hit rates and the sums behind them. See the [module docs](self) for the definitions.
+/// Cache hit rates and the sums behind them. See the [definitions](crate::metrics#cache-figures) for the definitions.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Serialize, Deserialize)]
 pub struct CacheStats {
     /// Records with usage that are not the first turn of a conversation.

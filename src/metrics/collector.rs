@@ -1,27 +1,6 @@
 //! Streaming aggregation of records into run figures: [`MetricsCollector`] → [`LoadMetrics`].
 //!
-//! # Definitions
-//!
-//! - `total` counts every record: each request sent yields exactly one.
-//! - `error_rate = errors / total`, where errors are the classes with
-//!   [`Outcome::is_error`]; graceful rejections are **not** errors and have their own
-//!   `rejection_rate = rejected / total`. Both are 0 for an empty run.
-//! - `success_latency` holds [`RequestResult::latency`] of successes only; `failure_latency`
-//!   holds it for every other class (rejections included). Neither hides in the other.
-//! - `corrected_latency` ([`RequestResult::corrected_latency`], from the intended start) and
-//!   `uncorrected_latency` ([`RequestResult::latency`], from the actual start) cover the same
-//!   population, every record, so they can be read side by side. They are equal in a closed
-//!   loop; in a paced run the gap is the coordinated omission a closed-loop tool would hide.
-//! - `scheduler_lag` is the intended-vs-actual start of every record: when it grows, the
-//!   generator is saturated, not the server.
-//! - `ttft` and `inter_token_latency` (token-accurate: `(end − first token) / (output_tokens −
-//!   1)`) are taken from successes that have them.
-//! - `duration = last end − first actual start`; `throughput_rps = total / duration`;
-//!   `output_tokens_per_s = Σ usage.output_tokens / duration`. Both are 0 when the duration is.
-//! - `retry_after_missing` counts 429, 503 and 529 responses that came without `Retry-After`.
-//!
-//! Memory is fixed (seven [`LatencyHistogram`]s, ≈ 1.3 MiB, plus one counter per distinct
-//! status code); collectors merge exactly, so workers can aggregate locally and merge at the end.
+//! The definitions are stated in the [`metrics`](crate::metrics#run-figures) module docs.
 
 use std::collections::BTreeMap;
 use std::time::{Duration, Instant};
@@ -98,7 +77,7 @@ impl OutcomeCounts {
     }
 }
 
-/// The figures of a run (or part of one). See the [module docs](self) for the definitions.
+/// The figures of a run (or part of one). See the [definitions](crate::metrics#run-figures) for the definitions.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct LoadMetrics {
     /// Records seen: one per request sent.

@@ -1,21 +1,6 @@
 //! Latency distributions in fixed memory: [`LatencyHistogram`] and its [`LatencySummary`].
 //!
-//! # Definition
-//!
-//! Latencies are recorded in whole microseconds (a [`Duration`] is truncated to µs) into an
-//! HdrHistogram tracking 1 µs to 1 h at 3 significant decimal digits. Longer values are clamped
-//! to 1 h and counted as *saturated*.
-//!
-//! The quantile `q` is HdrHistogram's `value_at_quantile(q)`: with `N` recorded values, take the
-//! nearest rank `r = max(1, ⌈q·N⌉)`, find the bucket holding the `r`-th smallest value and report
-//! that bucket's *highest equivalent value*. So the reported quantile `v` and the exact
-//! nearest-rank quantile `x` (of the µs-truncated values) satisfy `x ≤ v ≤ x·(1 + 1/1024)`:
-//! 3 significant digits give 2048 sub-buckets per power of two, hence a relative error below
-//! 0.1%. Quantile 0 reports the lowest equivalent value of the minimum.
-//!
-//! Memory is fixed by the bounds (about 24 k counters of 8 bytes, ≈ 190 KiB), whatever the run
-//! length. Histograms with these bounds merge exactly: merging and then asking a quantile gives
-//! the same answer as recording everything into one histogram.
+//! The definitions are stated in the [`metrics`](crate::metrics#percentiles) module docs.
 
 use std::time::Duration;
 
@@ -31,7 +16,7 @@ const HIGHEST_US: u64 = 3_600_000_000;
 const SIGNIFICANT_DIGITS: u8 = 3;
 
 /// A latency distribution in µs, fixed-size and mergeable (HdrHistogram, 1 µs .. 1 h, 3
-/// significant digits). See the [module docs](self) for the quantile definition.
+/// significant digits). See the [definitions](crate::metrics#percentiles) for the quantile definition.
 #[derive(Debug, Clone)]
 pub struct LatencyHistogram {
     hist: Histogram<u64>,
@@ -96,7 +81,7 @@ impl LatencyHistogram {
     }
 
     /// The latency at quantile `q` in `[0, 1]` (values above 1 are treated as 1); zero when
-    /// empty. See the [module docs](self) for the definition and error bound.
+    /// empty. See the [definitions](crate::metrics#percentiles) for the definition and error bound.
     ///
     /// Time: O(number of counters).
     pub fn quantile(&self, q: f64) -> Duration {

@@ -6,21 +6,165 @@
 //! - [`LatencyHistogram`] → [`LatencySummary`]: latency distributions in fixed memory.
 //! - [`MetricsCollector`] → [`LoadMetrics`]: streaming, mergeable run figures, including
 //!   [`CacheStats`].
+//! - [`WindowedSeries`] → [`Window`]s and [`Degradation`]: figures over time for sustained runs.
+//! - [`fit_trend`] → [`Trend`], and [`MemoryTrend`] over [`MemorySample`](crate::MemorySample)s.
+//!
+//! Every figure is defined once, here; the code cites these sections.
 //!
 //! # Percentiles
 //!
-//! Every percentile is HdrHistogram's `value_at_quantile(q)` over latencies truncated to whole
-//! microseconds (1 µs .. 1 h, 3 significant digits): the nearest rank `⌈q·N⌉` (at least 1),
-//! reported as the *highest equivalent value* of its bucket. It is never below the exact
-//! nearest-rank value and exceeds it by less than 0.1% (1/1024). See [`LatencyHistogram`].
+//! Latencies are recorded in whole microseconds (a [`Duration`](std::time::Duration) is
+//! truncated to µs) into an HdrHistogram tracking 1 µs to 1 h at 3 significant decimal digits.
+//! Longer values are clamped to 1 h and counted as *saturated*.
+//!
+//! The quantile `q` is HdrHistogram's `value_at_quantile(q)`: with `N` recorded values, take the
+//! nearest rank `r = max(1, ⌈q·N⌉)`, find the bucket holding the `r`-th smallest value and report
+//! that bucket's *highest equivalent value*. So the reported quantile `v` and the exact
+//! nearest-rank quantile `x` (of the µs-truncated values) satisfy `x ≤ v ≤ x·(1 + 1/1024)`:
+//! 3 significant digits give 2048 sub-buckets per power of two, hence a relative error below
+//! 0.1%. Quantile 0 reports the lowest equivalent value of the minimum.
+//!
+//! Memory is fixed by the bounds (about 24 k counters of 8 bytes, ≈ 190 KiB), whatever the run
+//! length. Histograms with these bounds merge exactly: merging and then asking a quantile gives
+//! the same answer as recording everything into one histogram.
+//!
+//! # Run figures
+//!
+//! - `total` counts every record: each request sent yields exactly one.
+//! - `error_rate = errors / total`, where errors are the classes with
+//!   [`Outcome::is_error`]; graceful rejections are **not** errors and have their own
+//!   `rejection_rate = rejected / total`. Both are 0 for an empty run.
+//! - `success_latency` holds [`RequestResult::latency`] of successes only; `failure_latency`
+//!   holds it for every other class (rejections included). Neither hides in the other.
+//! - `corrected_latency` ([`RequestResult::corrected_latency`], from the intended start) and
+//!   `uncorrected_latency` ([`RequestResult::latency`], from the actual start) cover the same
+//!   population, every record, so they can be read side by side. They are equal in a closed
+//!   loop; in a paced run the gap is the coordinated omission a closed-loop tool would hide.
+//! - `scheduler_lag` is the intended-vs-actual start of every record: when it grows, the
+//!   generator is saturated, not the server.
+//! - `ttft` and `inter_token_latency` (token-accurate: `(end − first token) / (output_tokens −
+//!   1)`) are taken from successes that have them.
+//! - `duration = last end − first actual start`; `throughput_rps = total / duration`;
+//!   `output_tokens_per_s = Σ usage.output_tokens / duration`. Both are 0 when the duration is.
+//! - `retry_after_missing` counts 429, 503 and 529 responses that came without `Retry-After`.
+//!
+//! Memory is fixed (seven [`LatencyHistogram`]s, ≈ 1.3 MiB, plus one counter per distinct
+//! status code); collectors merge exactly, so workers can aggregate locally and merge at the end.
+//!
+//! # Cache figures
+//!
+//! - **Request hit rate** = `hits / eligible`. A record is *eligible* when it carries usage and
+//!   is not the first turn of a conversation (`turn != Some(1)`: turn ≥ 2, or a request sent
+//!   outside any conversation). It is a *hit* when `cache_read_input_tokens > 0`.
+//! - **Token hit rate** = `Σ cache_read_input_tokens / Σ prompt tokens` over **every** record
+//!   with usage (first turns included: their prompt tokens are real prefill work). Prompt tokens
+//!   are [`Usage::prompt_tokens`](crate::anthropic::Usage::prompt_tokens): `input_tokens` when
+//!   the response counts cached tokens inside `input_tokens` (this server family), else
+//!   `input_tokens + cache_read + cache_creation` (Anthropic's convention). The convention is
+//!   detected per response by [`Usage::is_inclusive`](crate::anthropic::Usage::is_inclusive).
+//! - A rate is `None` when its denominator is zero (nothing eligible), never a misleading 0.
+//!
+//! Responses are also counted by convention. A response with no cache tokens at all
+//! (`cache_read = cache_creation = 0`) gives the same prompt size under both conventions and is
+//! counted as `undetermined_responses`.
+//!
+//! # Windows
+//!
+//! ## Window rule
+//!
+//! A record belongs to window `i = ⌊(scheduled_at − origin) / width⌋` (records scheduled before
+//! the origin go to window 0). Windows are keyed by the **intended** start, which equals the
+//! actual start in a closed loop: in a paced run, requests delayed by a stalled server stay in
+//! the window in which they should have gone out, and so does their latency.
+//!
+//! Per window: requests, successes, errors, rejections, output tokens, and the latency of the
+//! successes from their intended start ([`RequestResult::corrected_latency`], equal to the plain
+//! latency in a closed loop) in a [`LatencyHistogram`] plus a seeded uniform reservoir of up to
+//! 512 of them (in µs) for rank tests. `throughput_rps = requests / width`, so a last window
+//! that the run only partly covers reads low.
+//!
+//! ## Memory
+//!
+//! Each window costs about 195 KiB (a histogram and a reservoir). At most `max_windows` (128 by
+//! default, ≈ 25 MiB) are kept: when a record falls beyond them, neighbouring windows are merged
+//! in pairs and the width doubles, as often as needed. An hour in one-minute windows (60) is
+//! never coalesced.
+//!
+//! # Degradation
+//!
+//! With `n` windows and `k` windows per side (requires `n ≥ 2k + 1`):
+//!
+//! - **early** = windows `1 ..= k`: window 0 is skipped as warm-up (connections opening, caches
+//!   cold, the first window often partial);
+//! - **late** = the last `k` windows, `n − k .. n` (the last one may be partial).
+//!
+//! Each side merges its windows' histograms (success latency from the intended start) and
+//! reports p50 and p95; the ratios are `late / early`.
+//!
+//! The **rank test** is the Mann–Whitney U test (statrs `mannwhitneyu`) on the sides' latency
+//! reservoirs (concatenated, then at most 2048 values per side drawn at random). `p_greater` is
+//! one-sided (H₁: late latencies are stochastically greater than early ones), `p_two_sided` is
+//! two-sided. Both use the normal approximation with tie and continuity corrections (as scipy
+//! does for large samples). statrs' exact method is not used: in statrs 0.19.1 it returns the
+//! complement of the one-sided p-value whenever the first sample is not the larger one.
+//! `prob_late_slower = U_late / (n_early·n_late)` is the chance that a random late latency
+//! exceeds a random early one (ties count half).
+//!
+//! The **trend** is the least-squares slope ([`fit_trend`]) of each window's p95 (ms) against
+//! its midpoint (s), over every window after the warm-up that has a success: ms per second.
+//!
+//! Numbers only: the verdict (e.g. "degraded when `p95_ratio > 1.5` and `p_greater < 0.05`")
+//! belongs to the checks.
+//!
+//! # Trends
+//!
+//! Ordinary least squares on `n` points `(xᵢ, yᵢ)`, computed from centred sums for numerical
+//! stability:
+//!
+//! - `Sxx = Σ(xᵢ − x̄)²`, `Sxy = Σ(xᵢ − x̄)(yᵢ − ȳ)`, `Syy = Σ(yᵢ − ȳ)²`
+//! - slope `b = Sxy / Sxx`, intercept `a = ȳ − b·x̄`
+//! - residual variance `s² = Σ(yᵢ − a − b·xᵢ)² / (n − 2)`
+//! - standard error of the slope `SE = √(s² / Sxx)`
+//! - 95% interval `b ± t₀.₉₇₅,ₙ₋₂ · SE`, with Student's t quantile on `n − 2` degrees of freedom
+//!   (statrs `StudentsT`)
+//! - `r² = 1 − SSres / Syy` (1 when `Syy = 0`: a flat series is fitted exactly).
+//!
+//! The interval assumes independent, normally distributed residuals of equal variance. Serially
+//! correlated data (memory samples a second apart) make it too narrow; read it as a lower bound
+//! on the uncertainty.
+//!
+//! # Memory growth
+//!
+//! Only samples taken at or after the warm-up (`at ≥ warmup`) count; they are sorted by time.
+//! With `n` such samples and `m = max(1, ⌈n / 10⌉)`:
+//!
+//! - **relative growth** = `(mean of the last m − mean of the first m) / mean of the first m`.
+//!   Averaging a tenth of the run at each end keeps one noisy reading (a GC pause, an allocator
+//!   returning pages) from deciding the figure, which two points alone would. The seed asks
+//!   for less than 5%.
+//! - **trend**: the least-squares line of RSS bytes against time in seconds with a 95% interval
+//!   on its slope ([`fit_trend`]), over **all** `n` samples; the slope and its interval are also
+//!   given in bytes per hour.
+//!
+//! Samples a second apart are serially correlated, which makes the slope interval too narrow
+//! (see [`fit_trend`]); the relative growth is the robust figure, the slope says where it goes.
 
 mod cache;
 mod collector;
+mod degradation;
 mod histogram;
+mod memory_trend;
 mod record;
-mod serde_duration;
+mod reservoir;
+pub(crate) mod serde_duration;
+mod trend;
+mod windows;
 
 pub use cache::CacheStats;
 pub use collector::{LoadMetrics, MetricsCollector, OutcomeCounts};
+pub use degradation::{Degradation, RankTest};
 pub use histogram::{LatencyHistogram, LatencySummary};
+pub use memory_trend::MemoryTrend;
 pub use record::{Outcome, RequestResult};
+pub use trend::{ConfidenceInterval, Trend, fit_trend};
+pub use windows::{Window, WindowedSeries};
