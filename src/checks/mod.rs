@@ -6,6 +6,7 @@
 
 mod load;
 mod server;
+mod trends;
 
 pub use load::{
     all_answered, cache_hit_rate, completed, error_rate, latency_p95, no_early_rejections,
@@ -13,6 +14,7 @@ pub use load::{
     rejections_well_formed,
 };
 pub use server::{IsolationEvidence, accounted, health_responsive, isolation, recovery};
+pub use trends::{memory_growth, no_degradation};
 
 use std::fmt;
 

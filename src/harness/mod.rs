@@ -15,6 +15,7 @@ mod agent;
 mod config;
 mod engine;
 mod load;
+mod sustained;
 
 use std::collections::BTreeMap;
 use std::future::Future;
@@ -25,11 +26,14 @@ pub use agent::{Agent, Tally};
 pub use config::{DEFAULT_BASE_URL, DEFAULT_DURATION, DEFAULT_TIMEOUT, StressConfig};
 pub use engine::{GeneratorStats, Slot};
 pub use load::{Arrivals, Load, Pacing, Stage, Stop};
+pub use sustained::{Progress, ProgressFn, Sustained, SustainedLoadMetrics};
 
 use agent::{RunShared, Sink};
 
 use crate::client::ClientConfig;
-use crate::{Client, Request, RequestResult};
+use crate::metrics::MemoryTrend;
+use crate::{Client, MemorySampler, Request, RequestResult};
+use sustained::Streaming;
 
 /// Hard bound on a run that has no duration of its own (count-bounded or agent workloads),
 /// unless [`StressConfig::duration`] is shorter.
@@ -238,6 +242,100 @@ impl StressHarness {
         Fut: Future<Output = Agent> + Send + 'static,
     {
         self.run_workers(load, true, step).await
+    }
+
+    /// Runs `step` with one session agent per worker for `options.duration`, paced at
+    /// `rate_limit` when set (else a closed loop), folding records into fixed-size aggregates
+    /// as they arrive and sampling the server's memory when its pid is given.
+    ///
+    /// # Errors
+    ///
+    /// [`Error::InvalidConfig`](crate::Error::InvalidConfig) for a zero duration or window.
+    pub async fn run_sustained<F, Fut>(
+        &self,
+        options: Sustained,
+        step: F,
+    ) -> crate::Result<SustainedLoadMetrics>
+    where
+        F: Fn(Agent, Slot) -> Fut + Send + Sync + 'static,
+        Fut: Future<Output = Agent> + Send + 'static,
+    {
+        if options.duration.is_zero() || options.window.is_zero() {
+            return Err(crate::Error::InvalidConfig {
+                field: "sustained",
+                reason: "duration and window must be positive".to_owned(),
+            });
+        }
+        let workers = self.config.workers;
+        let stop = Stop::after(options.duration);
+        let load = match self.config.rate_limit {
+            None => Load::closed(workers, stop),
+            Some(per_second) => Load::open(workers, Arrivals::Constant { per_second }, stop),
+        };
+        load.validate()?;
+        let started = Instant::now();
+        let streaming = Arc::new(Streaming::new(started, options.window, self.config.seed));
+        let run = Arc::new(RunShared {
+            client: self.client.clone(),
+            sink: Arc::clone(&streaming) as Arc<dyn Sink>,
+            tally: Arc::new(Tally::default()),
+            model: self.config.model.clone(),
+            deadline: started + options.duration + self.config.timeout,
+        });
+        let (sampler, memory_error) = match options.memory_pid {
+            None => (None, None),
+            Some(pid) => match MemorySampler::start(pid, options.memory_interval) {
+                Ok(s) => (Some(Arc::new(s)), None),
+                Err(e) => (None, Some(e.to_string())),
+            },
+        };
+        let progress = options.progress.clone().map(|f| {
+            let tally = Arc::clone(&run.tally);
+            let sampler = sampler.clone();
+            let (every, total) = (options.progress_interval, options.duration);
+            tokio::spawn(async move {
+                let mut tick = tokio::time::interval(every.max(Duration::from_millis(100)));
+                tick.tick().await;
+                loop {
+                    tick.tick().await;
+                    f(&Progress {
+                        elapsed: started.elapsed(),
+                        total,
+                        sent: tally.sent(),
+                        errors: tally.errors(),
+                        rejected: tally.rejected(),
+                        server_rss_bytes: sampler
+                            .as_ref()
+                            .and_then(|s| s.latest())
+                            .map(|m| m.rss_bytes),
+                    });
+                }
+            })
+        });
+        let agents = self.agents(workers, true, &run);
+        let generator = engine::run_steps(load, agents, &run, self.config.grace, step).await;
+        if let Some(task) = progress {
+            task.abort();
+            let _ = task.await;
+        }
+        let memory_samples = match sampler.map(Arc::try_unwrap) {
+            Some(Ok(s)) => s.stop().await,
+            // The progress task was joined above, so this is the only reference left.
+            Some(Err(shared)) => shared.samples(),
+            None => Vec::new(),
+        };
+        let (load, windows, degradation) = streaming.finish(options.degradation_windows);
+        let memory = MemoryTrend::from_samples(&memory_samples, options.warmup);
+        Ok(SustainedLoadMetrics {
+            sent: run.tally.sent(),
+            load,
+            windows,
+            degradation,
+            memory_samples,
+            memory,
+            memory_error,
+            generator,
+        })
     }
 
     async fn run_workers<F, Fut>(

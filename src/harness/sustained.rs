@@ -1,0 +1,196 @@
+//! Sustained runs: records are folded as they arrive into fixed-size aggregates (a collector
+//! and a windowed series), so an hour costs no more memory than a minute; server memory is
+//! sampled beside them.
+
+use std::sync::{Arc, Mutex, PoisonError};
+use std::time::{Duration, Instant};
+
+use serde::Serialize;
+
+use super::agent::Sink;
+use crate::metrics::{
+    Degradation, LoadMetrics, MemoryTrend, MetricsCollector, Window, WindowedSeries,
+};
+use crate::{GeneratorStats, MemorySample, RequestResult};
+
+/// A progress callback.
+pub type ProgressFn = Arc<dyn Fn(&Progress) + Send + Sync>;
+
+/// How a sustained run is measured (its load comes from the harness's settings).
+#[derive(Clone)]
+pub struct Sustained {
+    /// How long to run (seed: one hour).
+    pub duration: Duration,
+    /// Width of the time windows of the latency series.
+    pub window: Duration,
+    /// Memory samples and windows before this offset are warm-up: excluded from trends.
+    pub warmup: Duration,
+    /// The server process whose resident memory is sampled, if known.
+    pub memory_pid: Option<u32>,
+    /// Interval between memory samples.
+    pub memory_interval: Duration,
+    /// Windows compared on each side (early vs late) for degradation.
+    pub degradation_windows: usize,
+    /// Called every `progress_interval` while the run goes on.
+    pub progress: Option<ProgressFn>,
+    /// Interval between progress calls.
+    pub progress_interval: Duration,
+}
+
+impl std::fmt::Debug for Sustained {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Sustained")
+            .field("duration", &self.duration)
+            .field("window", &self.window)
+            .field("warmup", &self.warmup)
+            .field("memory_pid", &self.memory_pid)
+            .field("memory_interval", &self.memory_interval)
+            .field("degradation_windows", &self.degradation_windows)
+            .field("progress", &self.progress.is_some())
+            .finish()
+    }
+}
+
+impl Sustained {
+    /// A run of `duration`: windows of a tenth of it (at most a minute), warm-up of the first
+    /// window, memory sampled 100 times (at least every 100 ms, at most every 5 s), the first
+    /// and last two windows compared.
+    pub fn new(duration: Duration) -> Self {
+        let window = (duration / 10).clamp(Duration::from_secs(1), Duration::from_secs(60));
+        let memory_interval =
+            (duration / 100).clamp(Duration::from_millis(100), Duration::from_secs(5));
+        Self {
+            duration,
+            window,
+            warmup: window,
+            memory_pid: None,
+            memory_interval,
+            degradation_windows: 2,
+            progress: None,
+            progress_interval: Duration::from_secs(10),
+        }
+    }
+
+    /// Samples the memory of process `pid`.
+    #[must_use]
+    pub fn memory_pid(mut self, pid: Option<u32>) -> Self {
+        self.memory_pid = pid;
+        self
+    }
+
+    /// Calls `f` with live figures every `every`.
+    #[must_use]
+    pub fn progress(
+        mut self,
+        every: Duration,
+        f: impl Fn(&Progress) + Send + Sync + 'static,
+    ) -> Self {
+        self.progress = Some(Arc::new(f));
+        self.progress_interval = every;
+        self
+    }
+}
+
+/// Live figures of a running sustained run.
+#[derive(Debug, Clone, Serialize)]
+pub struct Progress {
+    /// Time since the run started.
+    pub elapsed: Duration,
+    /// The run's planned length.
+    pub total: Duration,
+    /// Requests sent.
+    pub sent: u64,
+    /// Errors so far.
+    pub errors: u64,
+    /// Graceful rejections so far.
+    pub rejected: u64,
+    /// Latest server resident memory, if sampled.
+    pub server_rss_bytes: Option<u64>,
+}
+
+/// What a sustained run measured.
+#[derive(Debug, Clone, Serialize)]
+pub struct SustainedLoadMetrics {
+    /// Figures of every request of the run.
+    pub load: LoadMetrics,
+    /// The run in time windows.
+    pub windows: Vec<Window>,
+    /// Early vs late latency, when there were enough windows.
+    pub degradation: Option<Degradation>,
+    /// Server memory samples (offsets from the run's start).
+    pub memory_samples: Vec<MemorySample>,
+    /// Server memory growth after warm-up, when there were enough samples.
+    pub memory: Option<MemoryTrend>,
+    /// Why memory could not be sampled, when a pid was given and sampling failed.
+    pub memory_error: Option<String>,
+    /// How the generator kept up.
+    pub generator: GeneratorStats,
+    /// Requests sent (equals `load.total`).
+    pub sent: u64,
+}
+
+impl SustainedLoadMetrics {
+    /// Requests recorded.
+    pub fn total_requests(&self) -> u64 {
+        self.load.total
+    }
+
+    /// Successful requests.
+    pub fn successful_requests(&self) -> u64 {
+        self.load.successful
+    }
+
+    /// Error rate, graceful rejections not counted.
+    pub fn error_rate(&self) -> f64 {
+        self.load.error_rate
+    }
+
+    /// Mean latency of successes in milliseconds.
+    pub fn avg_latency_ms(&self) -> f64 {
+        self.load.success_latency.mean.as_secs_f64() * 1000.0
+    }
+
+    /// p95 latency of successes in milliseconds.
+    pub fn p95_latency_ms(&self) -> f64 {
+        self.load.success_latency.p95.as_secs_f64() * 1000.0
+    }
+
+    /// p99 latency of successes in milliseconds.
+    pub fn p99_latency_ms(&self) -> f64 {
+        self.load.success_latency.p99.as_secs_f64() * 1000.0
+    }
+
+    /// Completed requests per second.
+    pub fn throughput_rps(&self) -> f64 {
+        self.load.throughput_rps
+    }
+}
+
+/// Folds records into a collector and a windowed series as they arrive.
+pub(crate) struct Streaming {
+    state: Mutex<(MetricsCollector, WindowedSeries)>,
+}
+
+impl Streaming {
+    pub(crate) fn new(origin: Instant, window: Duration, seed: u64) -> Self {
+        Self {
+            state: Mutex::new((
+                MetricsCollector::new(),
+                WindowedSeries::new(origin, window).with_seed(seed),
+            )),
+        }
+    }
+
+    pub(crate) fn finish(&self, k: usize) -> (LoadMetrics, Vec<Window>, Option<Degradation>) {
+        let state = self.state.lock().unwrap_or_else(PoisonError::into_inner);
+        (state.0.metrics(), state.1.windows(), state.1.degradation(k))
+    }
+}
+
+impl Sink for Streaming {
+    fn record(&self, result: RequestResult) {
+        let mut state = self.state.lock().unwrap_or_else(PoisonError::into_inner);
+        state.0.record(&result);
+        state.1.record(&result);
+    }
+}
