@@ -87,8 +87,12 @@ pub fn canaries_in(text: &str) -> Vec<&str> {
 pub struct Profile {
     /// Short name for reports (`short_frequent`, …).
     pub name: &'static str,
-    /// Words per user turn (about one token each).
+    /// Words of a conversation's first user turn (about one token each).
     pub prompt_words: RangeInclusive<usize>,
+    /// Words of each follow-up turn.
+    pub followup_words: RangeInclusive<usize>,
+    /// Turns after which the agent starts a new conversation.
+    pub conversation_turns: u32,
     /// `max_tokens` of each turn.
     pub max_tokens: u32,
     /// Turns per burst of activity.
@@ -110,6 +114,8 @@ impl Profile {
         [
             Self {
                 name: "short_frequent",
+                followup_words: 10..=50,
+                conversation_turns: 12,
                 prompt_words: 10..=50,
                 max_tokens: 64,
                 burst_turns: 1..=1,
@@ -118,14 +124,18 @@ impl Profile {
             },
             Self {
                 name: "long_context_occasional",
+                followup_words: 10..=30,
+                conversation_turns: 4,
                 prompt_words: 500..=1000,
                 max_tokens: 128,
-                burst_turns: 1..=2,
+                burst_turns: 3..=4,
                 turn_gap: frac(0.01),
                 idle_gap: frac(0.2),
             },
             Self {
                 name: "rapid_fire_bursts",
+                followup_words: 5..=30,
+                conversation_turns: 20,
                 prompt_words: 5..=30,
                 max_tokens: 32,
                 burst_turns: 5..=10,
@@ -134,6 +144,8 @@ impl Profile {
             },
             Self {
                 name: "intermittent_a",
+                followup_words: 20..=120,
+                conversation_turns: 6,
                 prompt_words: 20..=120,
                 max_tokens: 64,
                 burst_turns: 1..=3,
@@ -142,6 +154,8 @@ impl Profile {
             },
             Self {
                 name: "intermittent_b",
+                followup_words: 20..=120,
+                conversation_turns: 6,
                 prompt_words: 20..=120,
                 max_tokens: 64,
                 burst_turns: 1..=2,
