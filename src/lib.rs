@@ -50,3 +50,8 @@ pub use memory::{MemorySample, MemorySampler, process_rss_bytes};
 pub use metrics::{LoadMetrics, MetricsCollector, Outcome, RequestResult};
 pub use probe::{Probe, pool_utilization};
 pub use report::Report;
+
+// The README's Rust examples compile as doctests.
+#[cfg(doctest)]
+#[doc = include_str!("../README.md")]
+struct ReadmeDoctests;

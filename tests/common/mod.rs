@@ -27,6 +27,7 @@ pub struct Target {
     // Held open so the server exits when this process dies (`--exit-on-stdin-eof`).
     _stdin: Option<ChildStdin>,
     admin_key: Option<String>,
+    timeout: Option<Duration>,
 }
 
 impl Target {
@@ -82,6 +83,7 @@ impl Target {
             child: Some(child),
             _stdin: stdin,
             admin_key: None,
+            timeout: None,
         }
     }
 
@@ -95,6 +97,7 @@ impl Target {
             child: None,
             _stdin: None,
             admin_key: std::env::var("SEMANTIC_ADMIN_KEY").ok(),
+            timeout: None,
         }
     }
 
@@ -124,9 +127,20 @@ impl Target {
     /// Harness settings for this target: the environment's `SEMANTIC_*` overrides on top of
     /// the seed's defaults, with this target's URL.
     pub fn config(&self) -> StressConfig {
-        StressConfig::from_env()
+        let config = StressConfig::from_env()
             .expect("valid SEMANTIC_* environment")
-            .base_url(self.base_url.clone())
+            .base_url(self.base_url.clone());
+        match self.timeout {
+            Some(t) => config.timeout(t),
+            None => config,
+        }
+    }
+
+    /// Uses `timeout` per request instead of the default 30 s (fault tests that must end
+    /// quickly against a server that stops answering).
+    pub fn with_timeout(mut self, timeout: Duration) -> Self {
+        self.timeout = Some(timeout);
+        self
     }
 
     /// A harness with `config` adjustments applied.
