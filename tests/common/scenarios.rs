@@ -522,3 +522,32 @@ pub async fn realistic(target: &Target, name: &str, span: Duration) -> Report {
     report.metrics = Some(m);
     report
 }
+
+/// `n` streamed requests, `concurrency` at a time: every stream must end in `message_stop`
+/// with tokens (a truncated stream is a protocol failure, never a success).
+pub async fn streams(target: &Target, name: &str, n: usize, concurrency: usize) -> Report {
+    let harness = target.harness(|c| c.workers(concurrency));
+    let mut body = MessagesRequest::new(
+        MODEL,
+        vec![Message::user("Stream a short answer about caches.")],
+        64,
+    );
+    body.stream = true;
+    let request = Request::messages(&body);
+    let load = Load::closed(concurrency, semantic_stress::Stop::requests(n as u64));
+    let run = harness
+        .run(load, move |_| request.clone())
+        .await
+        .expect("valid load");
+    let m = MetricsCollector::analyze(&run.results);
+    let mut report = base_report(name, target);
+    report.config("requests", n).config("stream", true);
+    report.verdicts([
+        checks::accounted(run.sent, run.results.len() as u64),
+        checks::all_answered(&m),
+        checks::completed(&m, n as u64),
+    ]);
+    report.metrics = Some(m);
+    report.generator = Some(run.generator);
+    report
+}
