@@ -1,1 +1,7 @@
 //! The reference server: a faithful, fault-injectable model of the semantic caching server.
+
+mod config;
+mod fault;
+
+pub use config::{KvDtype, ModelSpec, PoolGeometry, Profile, ServerConfig, TOKENS_PER_BLOCK};
+pub use fault::{Fault, ParseFaultError};
