@@ -1,7 +1,10 @@
 //! The reference server: a faithful, fault-injectable model of the semantic caching server.
 
+mod agents;
 mod config;
 mod fault;
+mod pool;
+mod tokenizer;
 
 pub use config::{KvDtype, ModelSpec, PoolGeometry, Profile, ServerConfig, TOKENS_PER_BLOCK};
 pub use fault::{Fault, ParseFaultError};
