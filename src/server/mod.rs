@@ -2,8 +2,11 @@
 
 mod agents;
 mod config;
+mod engine;
 mod fault;
+mod generate;
 mod pool;
+mod ratelimit;
 mod tokenizer;
 
 pub use config::{KvDtype, ModelSpec, PoolGeometry, Profile, ServerConfig, TOKENS_PER_BLOCK};
