@@ -8,6 +8,7 @@ mod generate;
 mod pool;
 mod ratelimit;
 mod tokenizer;
+mod validate;
 
 pub use config::{KvDtype, ModelSpec, PoolGeometry, Profile, ServerConfig, TOKENS_PER_BLOCK};
 pub use fault::{Fault, ParseFaultError};
