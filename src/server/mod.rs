@@ -1,1 +1,58 @@
 //! The reference server: a faithful, fault-injectable model of the semantic caching server.
+//!
+//! It speaks the Anthropic Messages API (JSON and SSE streaming), keeps a KV cache per agent in
+//! a fixed block pool with longest-common-prefix reuse and LRU eviction, admits requests by
+//! reserving blocks for prompt + `max_tokens` and rejects at once with 429 `overloaded_error` +
+//! `Retry-After` when the pool would pass 95%, and simulates compute with a batch engine whose
+//! prefill and decode speeds are settings. Every fault of the contract can be switched on by
+//! name ([`Fault`]) so that each stress check can be shown to fail when it should.
+//!
+//! # Pieces
+//! - [`ServerConfig`]: settings, profiles ([`Profile`]) and faults; [`ServerArgs`] maps them
+//!   to flags and environment variables.
+//! - [`App`]: the service, apart from any socket; [`App::handle`] answers one request.
+//! - [`ReferenceServer`]: binds and serves an [`App`]; [`Stats`] is what it counted.
+//!
+//! # Example
+//! ```no_run
+//! use semantic_stress::server::{Fault, ReferenceServer, ServerConfig};
+//!
+//! # async fn demo() -> Result<(), semantic_stress::Error> {
+//! let server = ReferenceServer::start(ServerConfig::default().fault(Fault::NoCache)).await?;
+//! let url = format!("{}/v1/messages", server.base_url());
+//! // ... send load to `url` ...
+//! let stats = server.stats();
+//! assert_eq!(stats.pool.used_blocks, stats.pool.cached_blocks);
+//! server.shutdown().await;
+//! # let _ = url;
+//! # Ok(())
+//! # }
+//! ```
+
+mod agents;
+mod app;
+mod cli;
+mod config;
+mod engine;
+mod fault;
+mod generate;
+mod messages;
+mod metrics;
+mod pool;
+mod ratelimit;
+mod response;
+mod routes;
+mod serve;
+mod sse;
+mod stats;
+mod stream;
+mod tokenizer;
+mod validate;
+
+pub use app::{App, Dropped};
+pub use cli::{DEFAULT_PORT, ServerArgs};
+pub use config::{KvDtype, ModelSpec, PoolGeometry, Profile, ServerConfig, TOKENS_PER_BLOCK};
+pub use fault::{Fault, ParseFaultError};
+pub use response::Body;
+pub use serve::ReferenceServer;
+pub use stats::{AgentStats, PoolStats, Stats};
