@@ -9,8 +9,8 @@ use std::path::Path;
 use serde::Serialize;
 
 use crate::checks::Verdict;
-use crate::metrics::{LatencySummary, LoadMetrics};
-use crate::{Error, GeneratorStats};
+use crate::metrics::{Degradation, LatencySummary, LoadMetrics, MemoryTrend, Window};
+use crate::{Error, GeneratorStats, MemorySample, SustainedLoadMetrics};
 
 /// Version of the JSON layout; bumped on any incompatible change.
 pub const SCHEMA_VERSION: u32 = 1;
@@ -32,6 +32,8 @@ pub struct Report {
     pub generator: Option<GeneratorStats>,
     /// Verdict of every check.
     pub verdicts: Vec<Verdict>,
+    /// Time series of a sustained run: windows and server memory.
+    pub series: Option<Series>,
     /// Other figures of the scenario (onset utilization, recovery time, per-profile numbers…).
     pub figures: serde_json::Map<String, serde_json::Value>,
 }
@@ -47,6 +49,7 @@ impl Report {
             metrics: None,
             generator: None,
             verdicts: Vec::new(),
+            series: None,
             figures: serde_json::Map::new(),
         }
     }
@@ -166,6 +169,32 @@ impl Report {
             std::fs::create_dir_all(dir).map_err(io)?;
         }
         std::fs::write(path, self.to_json()).map_err(io)
+    }
+}
+
+/// The time series of a run: latency and throughput per window, server memory samples and
+/// their fitted trend.
+#[derive(Debug, Clone, Serialize)]
+pub struct Series {
+    /// Windows in time order.
+    pub windows: Vec<Window>,
+    /// Server resident memory samples (offsets from the run's start).
+    pub memory_samples: Vec<MemorySample>,
+    /// Growth figures of the memory samples after warm-up.
+    pub memory: Option<MemoryTrend>,
+    /// Early vs late latency.
+    pub degradation: Option<Degradation>,
+}
+
+impl Series {
+    /// The series of a sustained run.
+    pub fn of(s: &SustainedLoadMetrics) -> Self {
+        Self {
+            windows: s.windows.clone(),
+            memory_samples: s.memory_samples.clone(),
+            memory: s.memory,
+            degradation: s.degradation,
+        }
     }
 }
 

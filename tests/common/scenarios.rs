@@ -438,11 +438,8 @@ pub async fn sustained(
         .config("rate_per_s", rate)
         .config("agents", agents)
         .config("window_s", options.window.as_secs_f64())
-        .config("warmup_s", options.warmup.as_secs_f64())
-        .figure("windows", &sustained.windows)
-        .figure("degradation", sustained.degradation)
-        .figure("memory", sustained.memory)
-        .figure("memory_samples", sustained.memory_samples.len());
+        .config("warmup_s", options.warmup.as_secs_f64());
+    report.series = Some(semantic_stress::report::Series::of(&sustained));
     report.verdicts([checks::accounted(sustained.sent, sustained.load.total)]);
     report.metrics = Some(sustained.load.clone());
     report.generator = Some(sustained.generator.clone());
