@@ -35,9 +35,7 @@ use hyper::body::Incoming;
 use hyper::server::conn::http1;
 use hyper::service::service_fn;
 use hyper_util::rt::TokioIo;
-use semantic_stress::{
-    Arrivals, Load, MetricsCollector, Request, Stop, StressConfig, StressHarness,
-};
+use semantic_stress::{Arrivals, Load, Request, Stop, StressConfig, StressHarness};
 
 /// Stall window of `--stall`, as offsets from the target's start.
 const STALL_FROM: Duration = Duration::from_secs(4);
@@ -268,11 +266,11 @@ async fn main() -> anyhow::Result<()> {
     let sampler = Sampler::start(args.duration + Duration::from_secs(60));
     let cpu_before = cpu_time();
     let run = harness
-        .run(load, move |_| Request::get(path.as_str()))
+        .run_streaming(load, move |_| Request::get(path.as_str()))
         .await?;
     let cpu_after = cpu_time();
     let sampled = sampler.finish();
-    let metrics = MetricsCollector::analyze(&run.results);
+    let metrics = run.load;
     let generator = run.generator;
     let sent = run.sent;
     let recorded = metrics.total;

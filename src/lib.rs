@@ -41,8 +41,8 @@ mod probe;
 pub use client::{Client, Expect, Request};
 pub use error::{Error, Result};
 pub use harness::{
-    Agent, Arrivals, GeneratorStats, Load, Pacing, RunResults, Slot, Stage, Stop, StressConfig,
-    StressHarness, Tally,
+    Agent, Arrivals, GeneratorStats, Load, Pacing, RunResults, Slot, Stage, Stop, StreamedRun,
+    StressConfig, StressHarness, Tally,
 };
 pub use harness::{DEFAULT_BASE_URL, DEFAULT_DURATION, DEFAULT_TIMEOUT};
 pub use harness::{Progress, ProgressFn, Sustained, SustainedLoadMetrics};

@@ -17,6 +17,7 @@ use serde::Serialize;
 
 use super::agent::{Agent, RunShared};
 use super::load::{Activity, ArrivalClock, Load, Pacing, worker_active};
+use super::shards::Shards;
 
 /// Timer lag (µs) above which the generator is called saturated, at p99.
 const SATURATION_LAG: Duration = Duration::from_millis(2);
@@ -57,6 +58,9 @@ pub(crate) struct Scheduler {
     issued: AtomicU64,
     clock: Option<Mutex<ArrivalClock>>,
     late: AtomicU64,
+    /// Timer lag of open-loop waits, per runtime thread (one histogram per worker would cost
+    /// 190 KiB a worker).
+    lag: Shards<Histogram<u64>>,
 }
 
 impl Scheduler {
@@ -71,6 +75,7 @@ impl Scheduler {
             issued: AtomicU64::new(0),
             clock,
             late: AtomicU64::new(0),
+            lag: Shards::new(new_lag_histogram),
         }
     }
 
@@ -78,9 +83,9 @@ impl Scheduler {
         self.load.stop.after.map(|d| self.start + d)
     }
 
-    /// The next slot for `worker`, or `None` when the run stops scheduling. `lag` receives the
-    /// timer lag of open-loop waits.
-    async fn next(&self, worker: usize, lag: &mut Histogram<u64>) -> Option<Slot> {
+    /// The next slot for `worker`, or `None` when the run stops scheduling. Open-loop waits
+    /// record their timer lag.
+    async fn next(&self, worker: usize) -> Option<Slot> {
         loop {
             match worker_active(&self.load.stages, self.start, worker, Instant::now()) {
                 Activity::Active => break,
@@ -115,7 +120,7 @@ impl Scheduler {
                 let late = Instant::now().saturating_duration_since(due);
                 // Microseconds fit in u64 for any lag a run can have; clamp to the histogram.
                 let us = u64::try_from(late.as_micros()).unwrap_or(u64::MAX).max(1);
-                lag.saturating_record(us);
+                self.lag.with(|h| h.saturating_record(us));
             } else {
                 self.late.fetch_add(1, Ordering::Relaxed);
             }
@@ -145,26 +150,20 @@ where
         let scheduler = Arc::clone(&scheduler);
         let step = Arc::clone(&step);
         tasks.spawn(async move {
-            let mut lag = new_lag_histogram();
             let mut slots = 0u64;
-            while let Some(slot) = scheduler.next(worker, &mut lag).await {
+            while let Some(slot) = scheduler.next(worker).await {
                 slots += 1;
                 agent.schedule(slot.due);
                 agent = step(agent, slot).await;
             }
-            (lag, slots)
+            slots
         });
     }
     let hard_deadline = run.deadline + grace;
-    let mut lag = new_lag_histogram();
     let mut stats = GeneratorStats::default();
     loop {
         match tokio::time::timeout_at(hard_deadline.into(), tasks.join_next()).await {
-            Ok(Some(Ok((worker_lag, slots)))) => {
-                // Same bounds on both sides: adding cannot fail.
-                let _ = lag.add(&worker_lag);
-                stats.slots += slots;
-            }
+            Ok(Some(Ok(slots))) => stats.slots += slots,
             // A panicking workload step loses nothing already recorded; the panic is counted.
             Ok(Some(Err(_))) => stats.cancelled_workers += 1,
             Ok(None) => break,
@@ -178,6 +177,10 @@ where
         }
     }
     stats.late_slots = scheduler.late.load(Ordering::Relaxed);
+    let lag = scheduler.lag.fold(new_lag_histogram(), |acc, h| {
+        // Same bounds on both sides: adding cannot fail.
+        let _ = acc.add(h);
+    });
     let ms = |us: u64| us as f64 / 1000.0;
     if !lag.is_empty() {
         stats.timer_lag_p50_ms = ms(lag.value_at_quantile(0.5));

@@ -10,17 +10,21 @@
 //! | [`run_bursty`](StressHarness::run_bursty) | open loop, bursts of `size` every `every` |
 //! | [`run_ramp_up`](StressHarness::run_ramp_up) | closed loop through concurrency stages |
 //! | [`run`](StressHarness::run) / [`run_agents`](StressHarness::run_agents) | any [`Load`] |
+//! | [`run_streaming`](StressHarness::run_streaming) | any [`Load`], figures only: fixed memory for any length |
 
 mod agent;
 mod config;
 mod engine;
 mod load;
+mod shards;
 mod sustained;
 
 use std::collections::BTreeMap;
 use std::future::Future;
 use std::sync::{Arc, Mutex, PoisonError};
 use std::time::{Duration, Instant};
+
+use serde::Serialize;
 
 pub use agent::{Agent, Tally};
 pub use config::{DEFAULT_BASE_URL, DEFAULT_DURATION, DEFAULT_TIMEOUT, StressConfig};
@@ -32,7 +36,8 @@ use agent::{RunShared, Sink};
 
 use crate::client::ClientConfig;
 use crate::metrics::MemoryTrend;
-use crate::{Client, MemorySampler, Request, RequestResult};
+use crate::{Client, LoadMetrics, MemorySampler, Request, RequestResult};
+use shards::ShardedCollector;
 use sustained::Streaming;
 
 /// Hard bound on a run that has no duration of its own (count-bounded or agent workloads),
@@ -70,6 +75,17 @@ pub struct RunResults {
     pub generator: GeneratorStats,
     /// When the run started.
     pub started: Instant,
+}
+
+/// What a streamed run returns: figures folded as records arrived; no record is kept.
+#[derive(Debug, Clone, Serialize)]
+pub struct StreamedRun {
+    /// Figures of every request of the run.
+    pub load: LoadMetrics,
+    /// Requests sent (equals `load.total`: every request is recorded once).
+    pub sent: u64,
+    /// How the generator kept up.
+    pub generator: GeneratorStats,
 }
 
 struct KeepAll(Mutex<Vec<RequestResult>>);
@@ -219,15 +235,36 @@ impl StressHarness {
     where
         F: Fn(Slot) -> Request + Send + Sync + 'static,
     {
-        let request_fn = Arc::new(request_fn);
-        self.run_workers(load, false, move |mut agent: Agent, slot| {
-            let request = request_fn(slot);
-            async move {
-                agent.send(request).await;
-                agent
-            }
+        self.run_workers(load, false, move |agent, slot| {
+            send_one(agent, request_fn(slot))
         })
         .await
+    }
+
+    /// Runs any [`Load`] like [`run`](Self::run), but folds each record into fixed-size
+    /// aggregates as it arrives (per runtime thread, merged at the end) instead of keeping it:
+    /// memory stays flat however long the run, and recording takes no shared lock.
+    ///
+    /// # Errors
+    ///
+    /// [`Error::InvalidConfig`](crate::Error::InvalidConfig) for an invalid load.
+    pub async fn run_streaming<F>(&self, load: Load, request_fn: F) -> crate::Result<StreamedRun>
+    where
+        F: Fn(Slot) -> Request + Send + Sync + 'static,
+    {
+        load.validate()?;
+        let sink = Arc::new(ShardedCollector::new());
+        let run = self.shared(self.deadline_for(&load, Instant::now()), sink.clone());
+        let generator = self
+            .drive(load, false, &run, move |agent, slot| {
+                send_one(agent, request_fn(slot))
+            })
+            .await;
+        Ok(StreamedRun {
+            load: sink.merged().metrics(),
+            sent: run.tally.sent(),
+            generator,
+        })
     }
 
     /// Runs any [`Load`] with one session agent per worker; `step` is called once per slot
@@ -352,14 +389,29 @@ impl StressHarness {
         let started = Instant::now();
         let deadline = self.deadline_for(&load, started);
         let (run, sink) = self.shared_keep_all(deadline);
-        let agents = self.agents(load.workers, sessions, &run);
-        let generator = engine::run_steps(load, agents, &run, self.config.grace, step).await;
+        let generator = self.drive(load, sessions, &run, step).await;
         Ok(RunResults {
             sent: run.tally.sent(),
             results: take(&sink),
             generator,
             started,
         })
+    }
+
+    /// Runs `step` on one agent per worker of `load`, recording into `run`'s sink.
+    async fn drive<F, Fut>(
+        &self,
+        load: Load,
+        sessions: bool,
+        run: &Arc<RunShared>,
+        step: F,
+    ) -> GeneratorStats
+    where
+        F: Fn(Agent, Slot) -> Fut + Send + Sync + 'static,
+        Fut: Future<Output = Agent> + Send + 'static,
+    {
+        let agents = self.agents(load.workers, sessions, run);
+        engine::run_steps(load, agents, run, self.config.grace, step).await
     }
 
     /// The hard deadline of a run: its duration plus the timeout, or for count-bounded runs
@@ -382,14 +434,17 @@ impl StressHarness {
 
     fn shared_keep_all(&self, deadline: Instant) -> (Arc<RunShared>, Arc<KeepAll>) {
         let sink = Arc::new(KeepAll(Mutex::new(Vec::new())));
-        let run = Arc::new(RunShared {
+        (self.shared(deadline, sink.clone()), sink)
+    }
+
+    fn shared(&self, deadline: Instant, sink: Arc<dyn Sink>) -> Arc<RunShared> {
+        Arc::new(RunShared {
             client: self.client.clone(),
-            sink: Arc::clone(&sink) as Arc<dyn Sink>,
+            sink,
             tally: Arc::new(Tally::default()),
             model: self.config.model.clone(),
             deadline,
-        });
-        (run, sink)
+        })
     }
 
     fn agents(&self, n: usize, sessions: bool, run: &Arc<RunShared>) -> Vec<Agent> {
@@ -405,6 +460,12 @@ impl StressHarness {
             })
             .collect()
     }
+}
+
+/// The step of anonymous runs: send the slot's request.
+async fn send_one(mut agent: Agent, request: Request) -> Agent {
+    agent.send(request).await;
+    agent
 }
 
 fn take(sink: &KeepAll) -> Vec<RequestResult> {
