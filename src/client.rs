@@ -7,13 +7,18 @@
 //!   (with a pool timer, without which it is not enforced);
 //! - `retry_canceled_requests` would retry failures silently: it is off, every failure counts;
 //! - no local address is bound before connect (that exhausts loopback ports under churn).
+//!
+//! Workers of a run do not go through the pool: each owns a [`Conn`] (one keep-alive
+//! connection), which costs about half the client CPU per request of the pooled path.
+
+mod conn;
 
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
-use http::header::{CONTENT_TYPE, HeaderName, HeaderValue, RETRY_AFTER};
-use http::{Method, Uri};
+use http::header::{CONTENT_TYPE, HOST, HeaderName, HeaderValue, RETRY_AFTER};
+use http::{HeaderMap, Method, Uri};
 use http_body_util::{BodyExt, Full};
 use hyper_util::client::legacy::Client as HyperClient;
 use hyper_util::client::legacy::connect::HttpConnector;
@@ -23,6 +28,12 @@ use crate::anthropic::sse::{Event, Parser};
 use crate::anthropic::stream::{Accumulator, Step};
 use crate::anthropic::{ErrorEnvelope, MessagesRequest, MessagesResponse};
 use crate::{Error, Outcome, RequestResult};
+
+pub(crate) use conn::Conn;
+
+const X_API_KEY: HeaderName = HeaderName::from_static("x-api-key");
+const X_SESSION_ID: HeaderName = HeaderName::from_static("x-session-id");
+const ANTHROPIC_VERSION: HeaderName = HeaderName::from_static("anthropic-version");
 
 /// Largest non-streamed body read, in bytes; a larger one is a protocol failure.
 const MAX_BODY_BYTES: usize = 8 << 20;
@@ -189,7 +200,12 @@ pub struct Client {
 #[derive(Debug)]
 struct Shared {
     scheme_authority: String,
+    /// `host:port` to connect to (port 80 when the URL has none).
+    connect_to: String,
+    /// The `Host` header of requests sent on a [`Conn`].
+    host: HeaderValue,
     prefix: String,
+    api_key: Option<HeaderValue>,
     config: ClientConfig,
 }
 
@@ -210,6 +226,21 @@ impl Client {
         }
         let authority = uri.authority().ok_or_else(|| bad("missing host"))?;
         let prefix = uri.path().trim_end_matches('/').to_owned();
+        let connect_to = format!(
+            "{}:{}",
+            authority.host(),
+            authority.port_u16().unwrap_or(80)
+        );
+        let host = HeaderValue::from_str(authority.as_str()).map_err(|_| bad("invalid host"))?;
+        let api_key = match &config.api_key {
+            None => None,
+            Some(key) => Some(
+                HeaderValue::from_str(key).map_err(|_| Error::InvalidConfig {
+                    field: "api_key",
+                    reason: "not a valid header value".to_owned(),
+                })?,
+            ),
+        };
         let mut connector = HttpConnector::new();
         connector.set_nodelay(true);
         connector.set_connect_timeout(Some(config.connect_timeout));
@@ -223,7 +254,10 @@ impl Client {
             http,
             shared: Arc::new(Shared {
                 scheme_authority: format!("http://{authority}"),
+                connect_to,
+                host,
                 prefix,
+                api_key,
                 config,
             }),
         })
@@ -239,16 +273,38 @@ impl Client {
     /// Never fails: a request that gets no response, a bad one or none in time is a record
     /// with the matching [`Outcome`]. Bounded by the request timeout.
     pub async fn send(&self, request: &Request, scheduled_at: Instant) -> RequestResult {
+        self.send_via(None, request, scheduled_at).await
+    }
+
+    /// [`send`](Self::send) on a worker's own connection instead of the shared pool.
+    pub(crate) async fn send_on(
+        &self,
+        conn: &mut Conn,
+        request: &Request,
+        scheduled_at: Instant,
+    ) -> RequestResult {
+        self.send_via(Some(conn), request, scheduled_at).await
+    }
+
+    async fn send_via(
+        &self,
+        conn: Option<&mut Conn>,
+        request: &Request,
+        scheduled_at: Instant,
+    ) -> RequestResult {
         let started_at = Instant::now();
         let mut record = RequestResult::pending(scheduled_at, started_at);
         record.agent_id = request.session_id.clone();
         record.turn = request.turn;
         record.streamed = matches!(request.expect, Expect::Message { stream: true, .. });
         let timeout = self.shared.config.request_timeout;
-        if tokio::time::timeout(timeout, self.exchange(request, &mut record))
-            .await
-            .is_err()
-        {
+        let exchange = async {
+            match conn {
+                Some(conn) => self.exchange_on(conn, request, &mut record).await,
+                None => self.exchange(request, &mut record).await,
+            }
+        };
+        if tokio::time::timeout(timeout, exchange).await.is_err() {
             record.outcome = Outcome::Timeout;
             record.error = Some(format!(
                 "no complete response within {:.1} s",
@@ -292,31 +348,50 @@ impl Client {
         result.map_err(|reason| Error::Server { what, reason })
     }
 
+    /// The request for the shared pool: absolute URI, `Host` added by the pool.
     fn build(&self, request: &Request) -> Result<http::Request<Full<Bytes>>, String> {
         let shared = &self.shared;
         let uri = format!(
             "{}{}{}",
             shared.scheme_authority, shared.prefix, request.path
         );
-        let mut builder = http::Request::builder()
-            .method(request.method.clone())
-            .uri(uri);
+        let uri: Uri = uri
+            .parse()
+            .map_err(|e| format!("cannot build request: invalid URI {uri:?}: {e}"))?;
+        self.build_with(request, uri, false)
+    }
+
+    /// The request with `uri`; with `host`, the `Host` header is set here (origin-form URI).
+    fn build_with(
+        &self,
+        request: &Request,
+        uri: Uri,
+        host: bool,
+    ) -> Result<http::Request<Full<Bytes>>, String> {
+        let shared = &self.shared;
+        let mut built = http::Request::new(Full::new(request.body.clone().unwrap_or_default()));
+        *built.method_mut() = request.method.clone();
+        *built.uri_mut() = uri;
+        let headers: &mut HeaderMap = built.headers_mut();
+        if host {
+            headers.insert(HOST, shared.host.clone());
+        }
         if request.body.is_some() {
-            builder = builder.header(CONTENT_TYPE, "application/json");
+            headers.append(CONTENT_TYPE, HeaderValue::from_static("application/json"));
         }
-        if let Some(key) = &shared.config.api_key {
-            builder = builder.header("x-api-key", key.as_str());
+        if let Some(key) = &shared.api_key {
+            headers.append(X_API_KEY, key.clone());
         }
-        builder = builder.header("anthropic-version", "2023-06-01");
+        headers.append(ANTHROPIC_VERSION, HeaderValue::from_static("2023-06-01"));
         if let Some(session) = &request.session_id {
-            builder = builder.header("x-session-id", session.as_str());
+            let value = HeaderValue::from_str(session)
+                .map_err(|e| format!("cannot build request: session id {session:?}: {e}"))?;
+            headers.append(X_SESSION_ID, value);
         }
         for (name, value) in shared.config.headers.iter().chain(&request.headers) {
-            builder = builder.header(name, value);
+            headers.append(name.clone(), value.clone());
         }
-        builder
-            .body(Full::new(request.body.clone().unwrap_or_default()))
-            .map_err(|e| format!("cannot build request: {e}"))
+        Ok(built)
     }
 
     async fn exchange(&self, request: &Request, record: &mut RequestResult) {
@@ -336,6 +411,49 @@ impl Client {
                 return;
             }
         };
+        self.receive(request, record, response).await;
+    }
+
+    /// [`exchange`](Self::exchange) on `conn`; the connection is kept for the next request
+    /// only when this response was read whole.
+    async fn exchange_on(&self, conn: &mut Conn, request: &Request, record: &mut RequestResult) {
+        let shared = &self.shared;
+        let built = conn
+            .uri(&shared.prefix, &request.path)
+            .and_then(|uri| self.build_with(request, uri, true));
+        let http_request = match built {
+            Ok(r) => r,
+            Err(e) => return fail(record, Outcome::ClientError, e),
+        };
+        let mut sender = match conn
+            .checkout(&shared.connect_to, shared.config.connect_timeout)
+            .await
+        {
+            Ok(s) => s,
+            Err(e) => return fail(record, Outcome::Connect, e),
+        };
+        let response = match sender.send_request(http_request).await {
+            Ok(r) => r,
+            Err(e) => return fail(record, Outcome::Connect, error_chain(&e)),
+        };
+        self.receive(request, record, response).await;
+        let read_whole = record.status != 0
+            && !matches!(
+                record.outcome,
+                Outcome::Protocol | Outcome::Timeout | Outcome::Connect
+            );
+        if read_whole {
+            conn.put_back(sender);
+        }
+    }
+
+    /// Reads and classifies a response.
+    async fn receive(
+        &self,
+        request: &Request,
+        record: &mut RequestResult,
+        response: http::Response<hyper::body::Incoming>,
+    ) {
         record.first_byte_at = Some(Instant::now());
         record.status = response.status().as_u16();
         record.retry_after = response
@@ -366,13 +484,18 @@ impl Client {
                 Expect::Message { max_tokens, .. } => {
                     read_message(body, record, text_limit, max_tokens).await;
                 }
+                Expect::Any if text_limit == 0 => match drain_body(body).await {
+                    Ok(()) => {
+                        record.outcome = Outcome::Success;
+                        record.first_token_at = Some(Instant::now());
+                    }
+                    Err(e) => fail(record, Outcome::Protocol, e),
+                },
                 Expect::Any => match read_body(body).await {
                     Ok(bytes) => {
                         record.outcome = Outcome::Success;
                         record.first_token_at = Some(Instant::now());
-                        if text_limit > 0 {
-                            record.text = Some(truncated(&bytes, text_limit));
-                        }
+                        record.text = Some(truncated(&bytes, text_limit));
                     }
                     Err(e) => fail(record, Outcome::Protocol, e),
                 },
@@ -465,6 +588,21 @@ async fn read_body(mut body: hyper::body::Incoming) -> Result<Bytes, String> {
         }
     }
     Ok(Bytes::from(buf))
+}
+
+/// Reads a body to its end without keeping it (same size bound as [`read_body`]).
+async fn drain_body(mut body: hyper::body::Incoming) -> Result<(), String> {
+    let mut len = 0usize;
+    while let Some(frame) = body.frame().await {
+        let frame = frame.map_err(|e| format!("body cut short: {}", error_chain(&e)))?;
+        if let Some(data) = frame.data_ref() {
+            len += data.len();
+            if len > MAX_BODY_BYTES {
+                return Err(format!("body larger than {MAX_BODY_BYTES} bytes"));
+            }
+        }
+    }
+    Ok(())
 }
 
 async fn read_message(

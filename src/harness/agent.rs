@@ -6,6 +6,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
 use crate::anthropic::{Message, MessagesRequest};
+use crate::client::Conn;
 use crate::{Client, Outcome, Request, RequestResult};
 
 /// Where records go: a run keeps them all, or folds them into fixed-size aggregates.
@@ -95,6 +96,8 @@ pub struct Agent {
     /// Whether [`send_turn`](Self::send_turn) asks for a stream.
     pub stream: bool,
     scheduled: Option<Instant>,
+    /// The agent's own keep-alive connection (one request in flight at a time).
+    conn: Conn,
     run: Arc<RunShared>,
 }
 
@@ -109,6 +112,7 @@ impl Agent {
             max_tokens: 50,
             stream: false,
             scheduled: None,
+            conn: Conn::new(),
             run,
         }
     }
@@ -172,7 +176,11 @@ impl Agent {
             p.agent_id = request.session_id.clone();
             p.turn = request.turn;
         }
-        let result = self.run.client.send(&request, scheduled).await;
+        let result = self
+            .run
+            .client
+            .send_on(&mut self.conn, &request, scheduled)
+            .await;
         guard.pending = None;
         self.run.record(result.clone());
         result
