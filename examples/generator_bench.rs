@@ -56,6 +56,8 @@ struct Args {
     duration: Duration,
     mode: Mode,
     rss_samples: bool,
+    /// Runtime threads (default: one per core; 1 is a single-threaded runtime).
+    threads: Option<usize>,
 }
 
 fn env_or(name: &str) -> Option<String> {
@@ -76,6 +78,10 @@ fn parse_args() -> anyhow::Result<Args> {
         .map(|v| v.parse())
         .transpose()
         .context("BENCH_RATE")?;
+    let mut threads: Option<usize> = env_or("BENCH_THREADS")
+        .map(|v| v.parse())
+        .transpose()
+        .context("BENCH_THREADS")?;
     let (mut idle, mut stall, mut rss_samples) = (false, false, false);
     let mut args = std::env::args().skip(1);
     while let Some(flag) = args.next() {
@@ -87,6 +93,7 @@ fn parse_args() -> anyhow::Result<Args> {
             }
             "--duration" | "-d" => duration = Some(value()?.parse().context("--duration")?),
             "--rate" => rate = Some(value()?.parse().context("--rate")?),
+            "--threads" => threads = Some(value()?.parse().context("--threads")?),
             "--idle" => idle = true,
             "--stall" => stall = true,
             "--rss-samples" => rss_samples = true,
@@ -111,6 +118,7 @@ fn parse_args() -> anyhow::Result<Args> {
         duration: Duration::try_from_secs_f64(duration.unwrap_or(10.0)).context("--duration")?,
         mode,
         rss_samples,
+        threads,
     })
 }
 
@@ -224,9 +232,26 @@ fn ms(d: Duration) -> f64 {
     d.as_secs_f64() * 1000.0
 }
 
-#[tokio::main]
-async fn main() -> anyhow::Result<()> {
-    let args = parse_args()?;
+fn main() -> anyhow::Result<()> {
+    let mut args = parse_args()?;
+    let threads = args.threads.unwrap_or_else(|| {
+        std::thread::available_parallelism().map_or(1, std::num::NonZeroUsize::get)
+    });
+    args.threads = Some(threads);
+    let runtime = if threads <= 1 {
+        tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()?
+    } else {
+        tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(threads)
+            .enable_all()
+            .build()?
+    };
+    runtime.block_on(bench(args))
+}
+
+async fn bench(args: Args) -> anyhow::Result<()> {
     let url = match args.mode {
         Mode::Stall(_) => format!("http://{}/", start_stalling_target().await?),
         _ => args.url.clone().context("no url")?,
@@ -296,6 +321,7 @@ async fn main() -> anyhow::Result<()> {
         "mode": mode,
         "url": url,
         "connections": args.connections,
+        "threads": args.threads,
         "duration_s": args.duration.as_secs_f64(),
         "rate": args.rate(),
         "sent": sent,

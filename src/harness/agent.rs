@@ -11,7 +11,8 @@ use crate::{Client, Outcome, Request, RequestResult};
 
 /// Where records go: a run keeps them all, or folds them into fixed-size aggregates.
 pub(crate) trait Sink: Send + Sync {
-    fn record(&self, result: RequestResult);
+    /// Takes one record; a sink that keeps records clones it, one that folds it does not.
+    fn record(&self, result: &RequestResult);
 }
 
 /// Live counts of a run, readable while it runs (progress lines).
@@ -57,7 +58,7 @@ pub(crate) struct RunShared {
 }
 
 impl RunShared {
-    fn record(&self, result: RequestResult) {
+    fn record(&self, result: &RequestResult) {
         let t = &self.tally;
         t.recorded.fetch_add(1, Ordering::Relaxed);
         if result.is_error() {
@@ -182,7 +183,7 @@ impl Agent {
             .send_on(&mut self.conn, &request, scheduled)
             .await;
         guard.pending = None;
-        self.run.record(result.clone());
+        self.run.record(&result);
         result
     }
 
@@ -223,7 +224,7 @@ impl Drop for InFlight<'_> {
             record.finished_at = Instant::now();
             record.outcome = Outcome::Timeout;
             record.error = Some("cancelled: the run ended before a response".to_owned());
-            self.run.record(record);
+            self.run.record(&record);
         }
     }
 }

@@ -96,11 +96,13 @@ impl Scheduler {
         let stop_at = self.stop_at();
         let (index, due) = match &self.clock {
             None => {
-                if stop_at.is_some_and(|s| Instant::now() >= s) {
+                // One clock read: due now, and past the stop time or not.
+                let now = Instant::now();
+                if stop_at.is_some_and(|s| now >= s) {
                     return None;
                 }
                 let index = self.issued.fetch_add(1, Ordering::Relaxed);
-                (index, Instant::now())
+                (index, now)
             }
             Some(clock) => {
                 // Index and arrival time are taken together so arrivals stay in order.

@@ -91,11 +91,11 @@ pub struct StreamedRun {
 struct KeepAll(Mutex<Vec<RequestResult>>);
 
 impl Sink for KeepAll {
-    fn record(&self, result: RequestResult) {
+    fn record(&self, result: &RequestResult) {
         self.0
             .lock()
             .unwrap_or_else(PoisonError::into_inner)
-            .push(result);
+            .push(result.clone());
     }
 }
 

@@ -74,8 +74,8 @@ impl ShardedCollector {
 }
 
 impl Sink for ShardedCollector {
-    fn record(&self, result: RequestResult) {
-        self.0.with(|c| c.record(&result));
+    fn record(&self, result: &RequestResult) {
+        self.0.with(|c| c.record(result));
     }
 }
 
@@ -99,7 +99,7 @@ mod tests {
                         r.finished_at = t + Duration::from_micros(i + 1);
                         r.outcome = Outcome::Success;
                         r.status = 200;
-                        sink.record(r);
+                        sink.record(&r);
                     }
                 })
             })

@@ -188,9 +188,9 @@ impl Streaming {
 }
 
 impl Sink for Streaming {
-    fn record(&self, result: RequestResult) {
+    fn record(&self, result: &RequestResult) {
         let mut state = self.state.lock().unwrap_or_else(PoisonError::into_inner);
-        state.0.record(&result);
-        state.1.record(&result);
+        state.0.record(result);
+        state.1.record(result);
     }
 }
