@@ -228,6 +228,61 @@ async fn start_stalling_target() -> anyhow::Result<SocketAddr> {
     Ok(addr)
 }
 
+/// Whether resident memory stayed flat over a run.
+struct Flatness {
+    /// Mean RSS over the first tenth of the run after warm-up (the first tenth).
+    warm_kib: f64,
+    /// Mean RSS over the last tenth of the run.
+    end_kib: f64,
+    /// `end / warm − 1`, in percent.
+    growth_pct: f64,
+    /// Least-squares slope of RSS over time after warm-up.
+    slope_kib_per_min: f64,
+}
+
+fn rss_flatness(series: &[(f64, u64)], duration: Duration) -> Flatness {
+    let total = duration.as_secs_f64();
+    let tenth = (total / 10.0).max(1.0);
+    let mean_in = |from: f64, to: f64| {
+        let v: Vec<f64> = series
+            .iter()
+            .filter(|(t, _)| *t >= from && *t < to)
+            .map(|&(_, kib)| kib as f64)
+            .collect();
+        if v.is_empty() {
+            0.0
+        } else {
+            v.iter().sum::<f64>() / v.len() as f64
+        }
+    };
+    let warm_kib = mean_in(tenth, 2.0 * tenth);
+    let end_kib = mean_in(total - tenth, total);
+    let growth_pct = if warm_kib > 0.0 {
+        (end_kib / warm_kib - 1.0) * 100.0
+    } else {
+        0.0
+    };
+    let after: Vec<(f64, f64)> = series
+        .iter()
+        .filter(|(t, _)| *t >= tenth && *t < total)
+        .map(|&(t, kib)| (t, kib as f64))
+        .collect();
+    let n = after.len() as f64;
+    let (mx, my) = (
+        after.iter().map(|p| p.0).sum::<f64>() / n,
+        after.iter().map(|p| p.1).sum::<f64>() / n,
+    );
+    let sxy: f64 = after.iter().map(|(x, y)| (x - mx) * (y - my)).sum();
+    let sxx: f64 = after.iter().map(|(x, _)| (x - mx).powi(2)).sum();
+    let slope = if sxx > 0.0 { sxy / sxx } else { 0.0 };
+    Flatness {
+        warm_kib,
+        end_kib,
+        growth_pct,
+        slope_kib_per_min: slope * 60.0,
+    }
+}
+
 fn ms(d: Duration) -> f64 {
     d.as_secs_f64() * 1000.0
 }
@@ -345,6 +400,11 @@ async fn bench(args: Args) -> anyhow::Result<()> {
         "saturated": generator.saturated,
     });
     if args.rss_samples {
+        let flat = rss_flatness(&sampled.series, args.duration);
+        line["rss_warm_kib"] = serde_json::json!(flat.warm_kib);
+        line["rss_end_kib"] = serde_json::json!(flat.end_kib);
+        line["rss_growth_pct"] = serde_json::json!(flat.growth_pct);
+        line["rss_slope_kib_per_min"] = serde_json::json!(flat.slope_kib_per_min);
         line["rss_samples_kib"] = serde_json::json!(sampled.series);
     }
     println!("{line}");

@@ -3,7 +3,9 @@
 //! `workers` tasks each own an [`Agent`]. A shared [`Scheduler`] hands out slots: in a closed
 //! loop a slot is due at once; in an open loop it is due at its arrival time, and a worker that
 //! takes it late (all workers were busy) counts it as a *late slot* while a worker that wakes
-//! late from its timer adds to the *timer lag*: the generator's own delay. Scheduling stops at
+//! late from its timer adds to the *timer lag*: the generator's own delay. Open-loop wake-ups
+//! come from a [`Pacer`] thread (sub-millisecond) rather than the runtime's 1 ms timer; the
+//! generator is *saturated* when either figure passes its bound. Scheduling stops at
 //! the [`Stop`](super::Stop); in-flight steps then get `timeout + grace` before they are
 //! cancelled (and cancelled requests are still recorded).
 
@@ -17,10 +19,15 @@ use serde::Serialize;
 
 use super::agent::{Agent, RunShared};
 use super::load::{Activity, ArrivalClock, Load, Pacing, worker_active};
+use super::pacer::Pacer;
 use super::shards::Shards;
 
-/// Timer lag (µs) above which the generator is called saturated, at p99.
+/// Timer lag above which the generator is called saturated, at p99.
 const SATURATION_LAG: Duration = Duration::from_millis(2);
+/// Share of open-loop slots taken late (every worker busy: the in-flight cap was reached) above
+/// which the generator is called saturated. A few late slots happen in any paced run (a worker
+/// that frees up just after a due time); one in a hundred does not.
+const SATURATION_LATE_SHARE: f64 = 0.01;
 
 /// A scheduled step: its index in the run and when it was due.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -45,8 +52,9 @@ pub struct GeneratorStats {
     pub timer_lag_p99_ms: f64,
     /// Largest timer lag, in milliseconds.
     pub timer_lag_max_ms: f64,
-    /// Whether the generator fell behind its own schedule (timer lag p99 over 2 ms): the
-    /// numbers then describe the generator as much as the server.
+    /// Whether the generator fell behind its own schedule: timer lag p99 over 2 ms, or more
+    /// than 1% of open-loop slots taken late because the in-flight cap was reached. The numbers
+    /// then describe the generator (its timers or its worker count) as much as the server.
     pub saturated: bool,
     /// Steps cancelled at the hard deadline.
     pub cancelled_workers: u64,
@@ -57,6 +65,9 @@ pub(crate) struct Scheduler {
     load: Load,
     issued: AtomicU64,
     clock: Option<Mutex<ArrivalClock>>,
+    /// Precise wake-ups of open-loop slots (absent in a closed loop, or when no thread could
+    /// be started: the runtime's 1 ms timer is used then).
+    pacer: Option<Pacer>,
     late: AtomicU64,
     /// Timer lag of open-loop waits, per runtime thread (one histogram per worker would cost
     /// 190 KiB a worker).
@@ -69,14 +80,21 @@ impl Scheduler {
             Pacing::Closed => None,
             Pacing::Open(arrivals) => Some(Mutex::new(ArrivalClock::new(arrivals.clone()))),
         };
+        let pacer = clock.as_ref().and_then(|_| Pacer::start());
         Self {
             start,
             load,
             issued: AtomicU64::new(0),
             clock,
+            pacer,
             late: AtomicU64::new(0),
             lag: Shards::new(new_lag_histogram),
         }
+    }
+
+    /// Whether slot `index`, due at `due`, is past the run's stop.
+    fn past_stop(&self, index: u64, due: Instant, stop_at: Option<Instant>) -> bool {
+        self.load.stop.requests.is_some_and(|n| index >= n) || stop_at.is_some_and(|s| due >= s)
     }
 
     fn stop_at(&self) -> Option<Instant> {
@@ -94,7 +112,7 @@ impl Scheduler {
             }
         }
         let stop_at = self.stop_at();
-        let (index, due) = match &self.clock {
+        let (index, due, wake) = match &self.clock {
             None => {
                 // One clock read: due now, and past the stop time or not.
                 let now = Instant::now();
@@ -102,23 +120,37 @@ impl Scheduler {
                     return None;
                 }
                 let index = self.issued.fetch_add(1, Ordering::Relaxed);
-                (index, now)
+                (index, now, None)
             }
             Some(clock) => {
-                // Index and arrival time are taken together so arrivals stay in order.
+                // Index and arrival time are taken together so arrivals stay in order, and the
+                // pacer is told under the same lock so that it gets them in due order.
                 let mut clock = clock.lock().unwrap_or_else(PoisonError::into_inner);
                 let index = self.issued.fetch_add(1, Ordering::Relaxed);
-                (index, self.start + clock.next_offset())
+                let due = self.start + clock.next_offset();
+                if self.past_stop(index, due, stop_at) {
+                    return None;
+                }
+                let wake = match &self.pacer {
+                    Some(pacer) if due > Instant::now() => Some(pacer.wake_at(due)),
+                    _ => None,
+                };
+                (index, due, wake)
             }
         };
-        if self.load.stop.requests.is_some_and(|n| index >= n) || stop_at.is_some_and(|s| due >= s)
-        {
+        if self.past_stop(index, due, stop_at) {
             return None;
         }
         if self.clock.is_some() {
-            let now = Instant::now();
-            if due > now {
-                tokio::time::sleep_until(due.into()).await;
+            if due > Instant::now() {
+                // The pacer fires at `due`; if its thread is gone, the runtime's timer does.
+                let fired = match wake {
+                    Some(rx) => rx.await.is_ok(),
+                    None => false,
+                };
+                if !fired {
+                    tokio::time::sleep_until(due.into()).await;
+                }
                 let late = Instant::now().saturating_duration_since(due);
                 // Microseconds fit in u64 for any lag a run can have; clamp to the histogram.
                 let us = u64::try_from(late.as_micros()).unwrap_or(u64::MAX).max(1);
@@ -189,7 +221,10 @@ where
         stats.timer_lag_p99_ms = ms(lag.value_at_quantile(0.99));
         stats.timer_lag_max_ms = ms(lag.max());
     }
-    stats.saturated = stats.timer_lag_p99_ms > SATURATION_LAG.as_secs_f64() * 1000.0;
+    // Slot counts stay far below 2^53, where u64 → f64 is exact.
+    let late_share = stats.late_slots as f64 / stats.slots.max(1) as f64;
+    stats.saturated = stats.timer_lag_p99_ms > SATURATION_LAG.as_secs_f64() * 1000.0
+        || late_share > SATURATION_LATE_SHARE;
     stats
 }
 

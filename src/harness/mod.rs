@@ -16,6 +16,7 @@ mod agent;
 mod config;
 mod engine;
 mod load;
+mod pacer;
 mod shards;
 mod sustained;
 
