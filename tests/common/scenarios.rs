@@ -453,6 +453,10 @@ pub async fn realistic(target: &Target, name: &str, span: Duration) -> Report {
     let n = profiles.len();
     let harness = target.harness(|c| c.workers(n));
     let shared = Arc::new(profiles.clone());
+    let sampler = target.pid().and_then(|pid| {
+        semantic_stress::MemorySampler::start(pid, (span / 100).max(Duration::from_millis(100))).ok()
+    });
+    let started = Instant::now();
     let by_agent = harness
         .run_agent_workloads(n, move |mut agent: Agent| {
             let profiles = Arc::clone(&shared);
@@ -513,6 +517,21 @@ pub async fn realistic(target: &Target, name: &str, span: Duration) -> Report {
         all.extend(records.iter().cloned());
     }
     let m = MetricsCollector::analyze(&all);
+    let window = (span / 10).max(Duration::from_secs(1));
+    let mut windows = semantic_stress::metrics::WindowedSeries::new(started, window);
+    for r in &all {
+        windows.record(r);
+    }
+    let memory_samples = match sampler {
+        Some(s) => s.stop().await,
+        None => Vec::new(),
+    };
+    report.series = Some(semantic_stress::report::Series {
+        windows: windows.windows(),
+        memory: semantic_stress::metrics::MemoryTrend::from_samples(&memory_samples, window),
+        memory_samples,
+        degradation: windows.degradation(2),
+    });
     report.figure("profiles", per_profile);
     verdicts.push(checks::all_answered(&m));
     report.verdicts(verdicts);
