@@ -454,7 +454,8 @@ pub async fn realistic(target: &Target, name: &str, span: Duration) -> Report {
     let harness = target.harness(|c| c.workers(n));
     let shared = Arc::new(profiles.clone());
     let sampler = target.pid().and_then(|pid| {
-        semantic_stress::MemorySampler::start(pid, (span / 100).max(Duration::from_millis(100))).ok()
+        semantic_stress::MemorySampler::start(pid, (span / 100).max(Duration::from_millis(100)))
+            .ok()
     });
     let started = Instant::now();
     let by_agent = harness
