@@ -17,6 +17,8 @@ use super::Target;
 
 /// Model name in generated requests.
 const MODEL: &str = "test-model";
+/// Workers of the background traffic that runs beside multi-turn conversations.
+const BACKGROUND_WORKERS: usize = 8;
 
 fn message(text: &str, max_tokens: u32) -> Request {
     Request::messages(&MessagesRequest::new(
@@ -105,10 +107,11 @@ pub async fn graceful_rejection(
         .filter(|r| r.status == 429)
         .map(|r| r.started_at)
         .min();
+    // The first pool reading taken at or after the first rejection was sent.
     let onset = first_rejection.and_then(|t| {
         util.iter()
-            .filter(|(at, _)| *at <= t)
-            .max_by_key(|(at, _)| *at)
+            .filter(|(at, _)| *at >= t)
+            .min_by_key(|(at, _)| *at)
             .map(|(_, u)| *u)
     });
     let mut report = base_report(name, target);
@@ -124,7 +127,7 @@ pub async fn graceful_rejection(
         .config("max_tokens", max_tokens)
         .figure("peak_pool_utilization", peak)
         .figure("low_phase_peak_utilization", low_peak)
-        .figure("onset_utilization", onset)
+        .figure("utilization_at_first_rejection", onset)
         .figure("health_probes", probes.len());
     report.verdicts([
         checks::accounted(run.sent, run.results.len() as u64),
@@ -289,36 +292,45 @@ pub async fn conversations(
     prefix_words: usize,
 ) -> (Vec<RequestResult>, IsolationEvidence) {
     let harness = target.harness(|c| c.workers(agents));
+    let background = target.harness(|c| c.workers(BACKGROUND_WORKERS));
     let shared_prefix = Arc::new(TextGen::new(42).words(prefix_words));
     // The first agent caches the shared prefix before the others send it, so that a server
     // sharing caches across agents would show hits on their first turns.
     let (leader_done, leader_rx) = watch::channel(false);
     let leader_done = Arc::new(leader_done);
-    let by_agent = harness
-        .run_agent_workloads(agents, move |mut agent: Agent| {
-            let prefix = Arc::clone(&shared_prefix);
-            let done = Arc::clone(&leader_done);
-            let mut rx = leader_rx.clone();
-            async move {
-                if agent.index() > 0 {
-                    let _ =
-                        tokio::time::timeout(Duration::from_secs(30), rx.wait_for(|d| *d)).await;
-                }
-                let mut text = TextGen::new(agent.index() as u64 + 1);
-                let first = format!("{prefix} {} {}", canary(agent.id()), text.words(12));
-                agent.max_tokens = 40;
-                agent.send_turn(first).await;
-                if agent.index() == 0 {
-                    let _ = done.send(true);
-                }
-                for _ in 1..turns {
-                    let follow = text.words_in(8..=24);
-                    agent.send_turn(follow).await;
-                }
-                agent
+    // Other traffic while the agents talk: anonymous single-turn requests, so the checks
+    // hold under load and not only on an idle server.
+    let noise_requests = (agents as u64 * u64::from(turns)).max(20);
+    let noise = background.run(
+        Load::closed(
+            BACKGROUND_WORKERS,
+            semantic_stress::Stop::requests(noise_requests),
+        ),
+        |slot| message(&TextGen::new(1000 + slot.index).words(30), 32),
+    );
+    let talk = harness.run_agent_workloads(agents, move |mut agent: Agent| {
+        let prefix = Arc::clone(&shared_prefix);
+        let done = Arc::clone(&leader_done);
+        let mut rx = leader_rx.clone();
+        async move {
+            if agent.index() > 0 {
+                let _ = tokio::time::timeout(Duration::from_secs(30), rx.wait_for(|d| *d)).await;
             }
-        })
-        .await;
+            let mut text = TextGen::new(agent.index() as u64 + 1);
+            let first = format!("{prefix} {} {}", canary(agent.id()), text.words(12));
+            agent.max_tokens = 40;
+            agent.send_turn(first).await;
+            if agent.index() == 0 {
+                let _ = done.send(true);
+            }
+            for _ in 1..turns {
+                let follow = text.words_in(8..=24);
+                agent.send_turn(follow).await;
+            }
+            agent
+        }
+    });
+    let (by_agent, _) = tokio::join!(talk, noise);
     let mut evidence = IsolationEvidence::default();
     let mut results = Vec::new();
     for (id, records) in &by_agent {
