@@ -397,3 +397,114 @@ async fn admin_and_agent_deletion() {
         "{text}"
     );
 }
+
+#[tokio::test]
+async fn more_faults_change_behaviour() {
+    // late-reject: a refused request runs its generation first, then fails.
+    let config = ServerConfig::default()
+        .cache_budget_mb(1)
+        .decode_tokens_per_sec(400.0)
+        .fault(Fault::NoRecovery)
+        .fault(Fault::LateReject)
+        .fault(Fault::NoRetryAfter);
+    let late = app(config);
+    send(
+        &late,
+        request(Method::POST, "/v1/messages", &ask("fill", 100)),
+    )
+    .await;
+    let started = std::time::Instant::now();
+    let (s, k, _) = error_of(
+        &late,
+        request(Method::POST, "/v1/messages", &ask("late", 100)),
+    )
+    .await;
+    assert_eq!((s.as_u16(), k.as_str()), (429, "overloaded_error"));
+    assert!(
+        started.elapsed() >= Duration::from_millis(30),
+        "failed only after generating"
+    );
+    assert_eq!(late.stats().late_rejected, 1);
+    let (resp, _) = send(
+        &late,
+        request(Method::POST, "/v1/messages", &ask("late", 100)),
+    )
+    .await;
+    assert!(
+        resp.headers().get("retry-after").is_none(),
+        "no-retry-after"
+    );
+
+    // truncate-stream: no message_stop.
+    let trunc = app(ServerConfig::default()
+        .instant()
+        .fault(Fault::TruncateStream));
+    let body = json!({"model": "m", "max_tokens": 5, "stream": true,
+                      "messages": [{"role": "user", "content": "x"}]});
+    let (_, bytes) = send(
+        &trunc,
+        request(Method::POST, "/v1/messages", &body.to_string()),
+    )
+    .await;
+    let text = String::from_utf8_lossy(&bytes);
+    assert!(text.contains("content_block_delta") && !text.contains("message_stop"));
+    assert_eq!(trunc.stats().streams_truncated, 1);
+
+    // degrade: each request waits longer than the last.
+    let step = Duration::from_millis(20);
+    let slow = app(ServerConfig::default()
+        .instant()
+        .fault(Fault::Degrade { step }));
+    for _ in 0..3 {
+        send(&slow, request(Method::POST, "/v1/messages", &ask("x", 5))).await;
+    }
+    let started = std::time::Instant::now();
+    send(&slow, request(Method::POST, "/v1/messages", &ask("x", 5))).await;
+    assert!(started.elapsed() >= step * 3);
+
+    // blocking-health: probes wait while inference is in flight.
+    let blocking = app(ServerConfig::default()
+        .decode_tokens_per_sec(100.0)
+        .fault(Fault::BlockingHealth));
+    let busy = {
+        let app = blocking.clone();
+        tokio::spawn(async move {
+            send(&app, request(Method::POST, "/v1/messages", &ask("x", 30))).await
+        })
+    };
+    while blocking.stats().in_flight == 0 {
+        tokio::time::sleep(Duration::from_millis(2)).await;
+    }
+    let started = std::time::Instant::now();
+    let (resp, _) = send(&blocking, request(Method::GET, "/health/live", "")).await;
+    assert_eq!(resp.status(), StatusCode::OK);
+    assert!(
+        started.elapsed() >= Duration::from_millis(50),
+        "live waited for inference"
+    );
+    busy.await.unwrap();
+}
+
+#[tokio::test]
+async fn no_cache_and_rate_limits() {
+    let app = app(ServerConfig::default()
+        .instant()
+        .fault(Fault::NoCache)
+        .agent_rate_limit(Some(2)));
+    let turn = |n: u32| {
+        let mut req = request(Method::POST, "/v1/messages", &ask("same prompt again", n));
+        req.headers_mut()
+            .insert("x-session-id", "rl".parse().unwrap());
+        req
+    };
+    send(&app, turn(5)).await;
+    let (_, body) = send(&app, turn(5)).await;
+    let v: Value = serde_json::from_slice(&body).unwrap();
+    assert_eq!(
+        v["usage"]["cache_read_input_tokens"], 0,
+        "no-cache never reuses"
+    );
+    let (s, k, m) = error_of(&app, turn(5)).await;
+    assert_eq!((s.as_u16(), k.as_str()), (429, "rate_limit_error"), "{m}");
+    assert_eq!(app.stats().rate_limited, 1);
+}
