@@ -40,7 +40,7 @@ enum Scenario {
 
 /// Fault → the scenario that should catch it → the checks that must fail.
 const CASES: &[(&str, Scenario, &[&str])] = &[
-    ("leak=2048", Scenario::Sustained, &["memory_growth"]),
+    ("leak=256", Scenario::Sustained, &["memory_growth"]),
     (
         "crash-on-exhaustion",
         Scenario::Burst,
