@@ -11,7 +11,7 @@ use std::time::Duration;
 use semantic_stress::anthropic::{Message, MessagesRequest};
 use semantic_stress::server::{ReferenceServer, ServerConfig};
 use semantic_stress::{
-    Agent, Arrivals, Load, MetricsCollector, Report, Request, StressConfig, StressHarness, Stop,
+    Agent, Arrivals, Load, MetricsCollector, Report, Request, Stop, StressConfig, StressHarness,
     checks,
 };
 
@@ -35,7 +35,10 @@ async fn main() -> anyhow::Result<()> {
         .run(
             Load::open(
                 20,
-                Arrivals::Poisson { per_second: 40.0, seed: 7 },
+                Arrivals::Poisson {
+                    per_second: 40.0,
+                    seed: 7,
+                },
                 Stop::after(Duration::from_secs(3)),
             ),
             move |_| request.clone(),

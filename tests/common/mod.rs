@@ -34,10 +34,12 @@ impl Target {
     /// The external server of `SEMANTIC_BASE_URL` if set, else a fresh reference server
     /// started with `args` (a profile for this test: pool size, speeds, faults).
     pub fn start(args: &[&str]) -> Self {
-        match std::env::var("SEMANTIC_BASE_URL") {
+        let target = match std::env::var("SEMANTIC_BASE_URL") {
             Ok(url) if !url.trim().is_empty() => Self::external(url),
             _ => Self::reference(args),
-        }
+        };
+        announce(&target);
+        target
     }
 
     /// A fresh reference server started with `args`, whatever the environment says.
@@ -171,6 +173,27 @@ impl Drop for Target {
             let _ = child.wait();
         }
     }
+}
+
+/// Says once per test binary which server the tests run against and where reports go.
+fn announce(target: &Target) {
+    static ONCE: std::sync::Once = std::sync::Once::new();
+    ONCE.call_once(|| {
+        let what = if target.is_reference() {
+            format!(
+                "the embedded reference server (a fresh one per test; this one at {}); set SEMANTIC_BASE_URL to test your own",
+                target.base_url()
+            )
+        } else {
+            format!(
+                "{} (SEMANTIC_BASE_URL); memory from {}",
+                target.base_url(),
+                target.pid().map_or("nowhere: set SEMANTIC_SERVER_PID".to_owned(), |p| format!("pid {p}"))
+            )
+        };
+        eprintln!("semantic-stress: testing {what}");
+        eprintln!("semantic-stress: reports go to {}", reports_dir().display());
+    });
 }
 
 /// `SEMANTIC_STRESS_TEST_DURATION` in seconds, or `default`.
