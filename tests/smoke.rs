@@ -182,19 +182,43 @@ async fn every_operation_is_accounted_for_and_matches_the_server() {
     );
     assert!(!s.windows.is_empty() && !s.memory_samples.is_empty());
 
+    // Without a pid, server memory comes from the Prometheus gauge on GET /metrics.
+    let scraped = h
+        .run_sustained(
+            Sustained::new(Duration::from_secs(1)).memory_from_metrics(true),
+            |mut agent: Agent, _| async move {
+                agent.max_tokens = 8;
+                agent.send_turn("scraped").await;
+                agent
+            },
+        )
+        .await
+        .expect("valid run");
+    assert!(scraped.memory_error.is_none(), "{:?}", scraped.memory_error);
+    assert!(scraped.memory_samples.iter().all(|m| m.rss_bytes > 0));
+    assert!(!scraped.memory_samples.is_empty());
+
     // What the harness recorded matches what the server counted.
     let stats = server.stats();
-    let recorded = all.len() as u64 + s.load.total;
+    let recorded = all.len() as u64 + s.load.total + scraped.load.total;
     assert_eq!(
         stats.messages_received, recorded,
         "server saw every request once"
     );
     let m = MetricsCollector::analyze(&messages_only(&all));
-    assert_eq!(stats.completed, m.successful + s.load.successful);
-    assert_eq!(stats.output_tokens, m.output_tokens + s.load.output_tokens);
+    assert_eq!(
+        stats.completed,
+        m.successful + s.load.successful + scraped.load.successful
+    );
+    assert_eq!(
+        stats.output_tokens,
+        m.output_tokens + s.load.output_tokens + scraped.load.output_tokens
+    );
     assert_eq!(
         stats.cache_read_tokens,
-        m.cache.cache_read_tokens + s.load.cache.cache_read_tokens
+        m.cache.cache_read_tokens
+            + s.load.cache.cache_read_tokens
+            + scraped.load.cache.cache_read_tokens
     );
     assert!(checks::accounted(s.sent, s.load.total).passed);
     server.shutdown().await;

@@ -448,6 +448,7 @@ pub async fn sustained(
     let label = name.to_owned();
     let options = semantic_stress::Sustained::new(duration)
         .memory_pid(target.pid())
+        .memory_from_metrics(!target.is_reference())
         .progress(every, move |p| {
             eprintln!(
                 "[{label}] {:>5.0}/{:.0} s | sent {} | errors {} | rejected {} | server rss {}",
