@@ -352,7 +352,7 @@ pub fn prometheus_rss_bytes(text: &str) -> Option<u64> {
         };
         let value: f64 = rest.split_whitespace().next()?.parse().ok()?;
         // Byte counts are integral and far below 2^53; negative or NaN is no reading.
-        (value.is_finite() && value >= 0.0).then(|| value as u64)
+        (value.is_finite() && value >= 0.0).then_some(value as u64)
     })
 }
 
