@@ -3,10 +3,13 @@
 //! - [`Report::text`]: a short plain-text summary for a test's output.
 //! - [`Report::to_json`] / [`Report::from_json`]: the machine-readable report, versioned by
 //!   [`SCHEMA_VERSION`].
+//! - [`progress`]: live progress lines of a long run, for the caller to opt into.
 //!
 //! The library never prints: callers choose the format and where to write it.
 
 mod text;
+
+pub mod progress;
 
 use std::path::Path;
 
