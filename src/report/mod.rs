@@ -1,14 +1,27 @@
 //! [`Report`]: what a run measured and what the checks concluded, for people and for machines.
 //!
+//! # Overview
+//!
 //! - [`Report::text`]: a short plain-text summary for a test's output.
-//! - [`Report::to_json`] / [`Report::from_json`]: the machine-readable report, versioned by
-//!   [`SCHEMA_VERSION`].
+//! - [`Report::to_json`] / [`Report::from_json`]: the machine-readable report. Its layout is a
+//!   contract, versioned by [`SCHEMA_VERSION`] and documented field by field in
+//!   `docs/report-schema.md`.
+//! - [`Report::markdown`]: a summary a person reads at a glance (verdict table, counts, latency,
+//!   throughput, cache, generator, figures).
+//! - [`Report::charts`]: SVG charts of a sustained run's [`Series`] (see [`charts`]).
+//! - [`Report::write_all`]: every file above under one directory, plus an `index.md` listing
+//!   every run found there (see [`index`]).
+//! - [`baseline`]: compares a report with a saved one and gives a `baseline_regression` verdict.
 //! - [`progress`]: live progress lines of a long run, for the caller to opt into.
 //!
 //! The library never prints: callers choose the format and where to write it.
 
+mod markdown;
 mod text;
 
+pub mod baseline;
+pub mod charts;
+pub mod index;
 pub mod progress;
 
 use std::path::Path;
@@ -18,6 +31,9 @@ use serde::{Deserialize, Serialize};
 use crate::checks::Verdict;
 use crate::metrics::{Degradation, LoadMetrics, MemoryTrend, Window};
 use crate::{Error, GeneratorStats, MemorySample, SustainedLoadMetrics};
+
+pub use baseline::Comparison;
+pub use charts::Chart;
 
 /// Version of the JSON layout; bumped on any incompatible change (a field removed, renamed or
 /// retyped). Adding an optional field is compatible and keeps the version.
@@ -44,6 +60,10 @@ pub struct Report {
     pub series: Option<Series>,
     /// Other figures of the scenario (onset utilization, recovery time, per-profile numbers…).
     pub figures: serde_json::Map<String, serde_json::Value>,
+    /// Comparison with a saved baseline report, when one was made
+    /// ([`Report::compare_with_baseline`]).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub baseline: Option<Comparison>,
 }
 
 impl Report {
@@ -59,6 +79,7 @@ impl Report {
             verdicts: Vec::new(),
             series: None,
             figures: serde_json::Map::new(),
+            baseline: None,
         }
     }
 
@@ -100,6 +121,28 @@ impl Report {
     /// The failed verdicts, one per line.
     pub fn failures(&self) -> String {
         crate::checks::failures(&self.verdicts)
+    }
+
+    /// Records a comparison with a baseline: keeps it in [`baseline`](Self::baseline) and adds
+    /// its `baseline_regression` verdict.
+    pub fn compare_with_baseline(&mut self, comparison: Comparison) -> &mut Self {
+        self.verdicts.push(comparison.verdict.clone());
+        self.baseline = Some(comparison);
+        self
+    }
+
+    /// Compares with the baseline named by the `SEMANTIC_STRESS_BASELINE` environment variable
+    /// ([`baseline::from_env`]) and records the outcome; does nothing when the variable is unset.
+    ///
+    /// A baseline that cannot be read or parsed does not panic: it becomes a failed
+    /// `baseline_regression` verdict whose message is the error, so the run still writes its
+    /// report and says why the comparison was not made.
+    pub fn compare_with_env_baseline(&mut self) -> &mut Self {
+        match baseline::from_env(self) {
+            None => self,
+            Some(Ok(comparison)) => self.compare_with_baseline(comparison),
+            Some(Err(e)) => self.verdicts([baseline::unreadable(&e)]),
+        }
     }
 
     /// The file name stem of this report's files: the name with every character other than
