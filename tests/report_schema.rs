@@ -456,6 +456,33 @@ fn write_all_writes_markdown_charts_and_an_index() {
 }
 
 #[test]
+fn runs_finishing_together_are_all_indexed() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut base = synthetic("run", 1.0);
+    base.series = None;
+    std::thread::scope(|scope| {
+        for i in 0..8 {
+            let (dir, mut report) = (dir.path(), base.clone());
+            report.name = format!("run-{i}");
+            scope.spawn(move || report.write_all(dir).expect("write the report"));
+        }
+    });
+    let index = std::fs::read_to_string(dir.path().join("index.md")).unwrap();
+    for i in 0..8 {
+        assert!(
+            index.contains(&format!("| run-{i} |")),
+            "run-{i} missing:\n{index}"
+        );
+    }
+    let leftovers: Vec<_> = std::fs::read_dir(dir.path())
+        .unwrap()
+        .filter_map(|e| e.ok()?.file_name().into_string().ok())
+        .filter(|n| n.ends_with(".tmp"))
+        .collect();
+    assert!(leftovers.is_empty(), "{leftovers:?}");
+}
+
+#[test]
 fn a_report_without_series_has_no_charts() {
     let dir = tempfile::tempdir().unwrap();
     let mut report = synthetic("burst", 1.0);
