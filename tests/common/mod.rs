@@ -238,13 +238,19 @@ pub fn write_json(name: &str, value: &impl serde::Serialize) -> PathBuf {
     path
 }
 
-/// Prints the report's summary, writes its JSON to `target/stress-reports/NAME.json`, and
-/// fails the test with every failed verdict when one failed.
+/// Compares with the baseline named by `SEMANTIC_STRESS_BASELINE` (if set), prints the
+/// report's summary, writes its JSON, Markdown and charts to `target/stress-reports/` (and
+/// updates the index there), and fails the test with every failed verdict when one failed.
 pub fn finish(report: &semantic_stress::Report) {
+    let mut report = report.clone();
+    report.compare_with_env_baseline();
     println!("{}", report.text());
-    let path = reports_dir().join(format!("{}.json", report.name));
-    report.write_json(&path).expect("write the JSON report");
-    println!("report: {}", path.display());
+    let dir = reports_dir();
+    report.write_all(&dir).expect("write the reports");
+    println!(
+        "report: {}",
+        dir.join(format!("{}.md", report.file_stem())).display()
+    );
     assert!(
         report.passed(),
         "{} failed:\n{}",

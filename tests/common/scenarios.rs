@@ -20,6 +20,8 @@ const MODEL: &str = "test-model";
 /// New agents in a row that must be served at baseline latency for the pool to count as
 /// recovered.
 const RECOVERY_STREAK: u32 = 5;
+/// Cap on requests in flight in the exhausting phase.
+const HIGH_IN_FLIGHT: usize = 256;
 /// Workers of the background traffic that runs beside multi-turn conversations.
 const BACKGROUND_WORKERS: usize = 8;
 
@@ -61,17 +63,23 @@ pub async fn concurrent_burst(target: &Target, name: &str, n: usize) -> Report {
     report
 }
 
-/// Load until the pool passes 95%: a low phase (`low` workers) that must see no rejection,
-/// then a high phase (`high` workers) that must see graceful ones — each with `Retry-After`
-/// and the envelope, fast — and an error rate under 5% with rejections not counted.
+/// Load until the pool passes 95%: a low phase (`low` closed-loop workers) that must see no
+/// rejection, then paced arrivals at `high_rate` per second (far above what the pool can
+/// serve) for `high_hold` that must see graceful rejections — each with `Retry-After` and the
+/// envelope, answered at once — and an error rate under 5% with rejections not counted.
+///
+/// The exhausting phase is paced rather than a closed loop so that clients answered at once
+/// do not turn into a retry storm that saturates the generator's own cores: rejection latency
+/// then measures the server, not the client.
 pub async fn graceful_rejection(
     target: &Target,
     name: &str,
     low: Stage,
-    high: Stage,
+    high_rate: f64,
+    high_hold: Duration,
     max_tokens: u32,
 ) -> Report {
-    let harness = target.harness(|c| c.workers(high.concurrency));
+    let harness = target.harness(|c| c.workers(HIGH_IN_FLIGHT));
     let health = Probe::start(
         harness.client().clone(),
         Request::get("/health").keep_text(),
@@ -79,13 +87,35 @@ pub async fn graceful_rejection(
         100_000,
     );
     let body = message("Write a long story about caches and agents.", max_tokens);
-    let run = harness
-        .run(Load::ramp(vec![low, high]), move |_| body.clone())
+    let low_body = body.clone();
+    let low_run = harness
+        .run(
+            Load::closed(low.concurrency, semantic_stress::Stop::after(low.hold)),
+            move |_| low_body.clone(),
+        )
+        .await
+        .expect("valid load");
+    let low_end = Instant::now();
+    let high_run = harness
+        .run(
+            Load::open(
+                HIGH_IN_FLIGHT,
+                semantic_stress::Arrivals::Poisson {
+                    per_second: high_rate,
+                    seed: harness.config().seed,
+                },
+                semantic_stress::Stop::after(high_hold),
+            ),
+            move |_| body.clone(),
+        )
         .await
         .expect("valid load");
     let probes = health.stop().await;
+    let mut run = low_run;
+    run.sent += high_run.sent;
+    run.results.extend(high_run.results);
+    run.generator = high_run.generator;
     let m = MetricsCollector::analyze(&run.results);
-    let low_end = run.started + low.hold;
     let util: Vec<(Instant, f64)> = probes
         .iter()
         .filter_map(|p| pool_utilization(p).map(|u| (p.started_at, u)))
@@ -125,7 +155,7 @@ pub async fn graceful_rejection(
         )
         .config(
             "high_phase",
-            format!("{} workers for {:?}", high.concurrency, high.hold),
+            format!("{high_rate} requests/s for {high_hold:?}, at most {HIGH_IN_FLIGHT} in flight"),
         )
         .config("max_tokens", max_tokens)
         .figure("peak_pool_utilization", peak)
@@ -433,8 +463,7 @@ pub async fn hit_rate(target: &Target, name: &str, agents: usize, turns: u32, mi
     report
 }
 
-/// One sustained run: `agents` session agents in multi-turn conversations (a new one every
-/// 10 turns), paced at `rate` requests/s in total, for `duration`, with the server's memory
+/// One sustained run: `agents` session agents in multi-turn conversations (of random length), paced at `rate` requests/s in total, for `duration`, with the server's memory
 /// sampled when its pid is known. Progress goes to stderr.
 pub async fn sustained(
     target: &Target,
@@ -444,31 +473,22 @@ pub async fn sustained(
     agents: usize,
 ) -> (Report, semantic_stress::SustainedLoadMetrics) {
     let harness = target.harness(|c| c.workers(agents).rate_limit(Some(rate)));
-    let every = (duration / 10).clamp(Duration::from_secs(1), Duration::from_secs(60));
-    let label = name.to_owned();
+    let every = Duration::from_secs(1);
     let options = semantic_stress::Sustained::new(duration)
         .memory_pid(target.pid())
         .memory_from_metrics(!target.is_reference())
-        .progress(every, move |p| {
-            eprintln!(
-                "[{label}] {:>5.0}/{:.0} s | sent {} | errors {} | rejected {} | server rss {}",
-                p.elapsed.as_secs_f64(),
-                p.total.as_secs_f64(),
-                p.sent,
-                p.errors,
-                p.rejected,
-                p.server_rss_bytes.map_or("n/a".to_owned(), |b| format!(
-                    "{:.1} MiB",
-                    b as f64 / 1048576.0
-                ))
-            );
-        });
+        .progress(
+            every,
+            semantic_stress::report::progress::ProgressPrinter::stderr(name).into_callback(),
+        );
     let sustained = harness
         .run_sustained(options.clone(), |mut agent: Agent, slot| async move {
-            if agent.turns() >= 10 {
+            // Conversations end at random (one in eight turns, at most 16), so the agents are
+            // out of phase and the workload is the same early and late in the run.
+            let mut text = TextGen::new(slot.index);
+            if agent.turns() >= 16 || (agent.turns() > 0 && text.pick(0..=7) == 0) {
                 agent.reset_conversation();
             }
-            let mut text = TextGen::new(slot.index);
             agent.max_tokens = 50;
             agent.send_turn(text.words_in(20..=60)).await;
             agent
