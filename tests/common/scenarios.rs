@@ -20,6 +20,9 @@ const MODEL: &str = "test-model";
 /// New agents in a row that must be served at baseline latency for the pool to count as
 /// recovered.
 const RECOVERY_STREAK: u32 = 5;
+/// Warm-up of sustained runs (at most half the run): memory and latency before it are not
+/// judged.
+const SUSTAINED_WARMUP: Duration = Duration::from_secs(20);
 /// Cap on requests in flight in the exhausting phase.
 const HIGH_IN_FLIGHT: usize = 256;
 /// Workers of the background traffic that runs beside multi-turn conversations.
@@ -474,13 +477,16 @@ pub async fn sustained(
 ) -> (Report, semantic_stress::SustainedLoadMetrics) {
     let harness = target.harness(|c| c.workers(agents).rate_limit(Some(rate)));
     let every = Duration::from_secs(1);
-    let options = semantic_stress::Sustained::new(duration)
+    let mut options = semantic_stress::Sustained::new(duration)
         .memory_pid(target.pid())
         .memory_from_metrics(!target.is_reference())
         .progress(
             every,
             semantic_stress::report::progress::ProgressPrinter::stderr(name).into_callback(),
         );
+    // Warm-up covers the workload's own ramp: conversations reach their steady-state length
+    // (at most 16 turns at about one turn per agent per second) within 20 s.
+    options.warmup = options.window.max(SUSTAINED_WARMUP).min(duration / 2);
     let sustained = harness
         .run_sustained(options.clone(), |mut agent: Agent, slot| async move {
             // Conversations end at random (one in eight turns, at most 16), so the agents are
