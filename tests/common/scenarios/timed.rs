@@ -90,9 +90,9 @@ pub async fn realistic(target: &Target, name: &str, span: Duration) -> Report {
                             text.words_in(p.followup_words.clone())
                         };
                         agent.send_turn(words).await;
-                        agent.think(text.think(p.turn_gap)).await;
+                        agent.think(until(end, text.think(p.turn_gap))).await;
                     }
-                    agent.think(text.think(p.idle_gap)).await;
+                    agent.think(until(end, text.think(p.idle_gap))).await;
                 }
                 agent
             }
@@ -151,4 +151,9 @@ pub async fn realistic(target: &Target, name: &str, span: Duration) -> Report {
     report.verdicts(verdicts);
     report.metrics = Some(m);
     report
+}
+
+/// `pause`, cut short at `end`.
+fn until(end: Instant, pause: Duration) -> Duration {
+    pause.min(end.saturating_duration_since(Instant::now()))
 }
