@@ -322,6 +322,27 @@ impl Client {
     ///
     /// [`Error::Server`] when there is no 2xx JSON reply in time.
     pub async fn control(&self, request: &Request) -> crate::Result<serde_json::Value> {
+        let body = self.control_body(request).await?;
+        if body.is_empty() {
+            return Ok(serde_json::Value::Null);
+        }
+        serde_json::from_slice(&body).map_err(|e| Error::Server {
+            what: format!("{} {}", request.method, request.path),
+            reason: format!("invalid JSON: {e}"),
+        })
+    }
+
+    /// Like [`control`](Self::control), for a text body (Prometheus `/metrics`).
+    ///
+    /// # Errors
+    ///
+    /// [`Error::Server`] when there is no 2xx reply in time.
+    pub async fn control_text(&self, request: &Request) -> crate::Result<String> {
+        let body = self.control_body(request).await?;
+        Ok(String::from_utf8_lossy(&body).into_owned())
+    }
+
+    async fn control_body(&self, request: &Request) -> crate::Result<Bytes> {
         let what = format!("{} {}", request.method, request.path);
         let fut = async {
             let response = self
@@ -337,15 +358,12 @@ impl Client {
                     String::from_utf8_lossy(&body[..body.len().min(300)])
                 ));
             }
-            if body.is_empty() {
-                return Ok(serde_json::Value::Null);
-            }
-            serde_json::from_slice(&body).map_err(|e| format!("invalid JSON: {e}"))
+            Ok(body)
         };
-        let result = tokio::time::timeout(self.shared.config.request_timeout, fut)
+        tokio::time::timeout(self.shared.config.request_timeout, fut)
             .await
-            .unwrap_or_else(|_| Err("no reply in time".to_owned()));
-        result.map_err(|reason| Error::Server { what, reason })
+            .unwrap_or_else(|_| Err("no reply in time".to_owned()))
+            .map_err(|reason| Error::Server { what, reason })
     }
 
     /// The request for the shared pool: absolute URI, `Host` added by the pool.

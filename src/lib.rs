@@ -12,6 +12,38 @@
 //! - [`server`] is an embedded reference server that models the contract, with injectable
 //!   faults, so that every check can be shown to fail when it should.
 //!
+//! # Quick start
+//!
+//! 150 requests at once against the embedded reference server, whose small default pool they
+//! exhaust: every request must be answered, with no 5xx, and every non-2xx must be a graceful
+//! rejection.
+//!
+//! ```
+//! # #[tokio::main(flavor = "multi_thread", worker_threads = 2)]
+//! # async fn main() -> Result<(), Box<dyn std::error::Error>> {
+//! use semantic_stress::anthropic::{Message, MessagesRequest};
+//! use semantic_stress::server::{ReferenceServer, ServerConfig};
+//! use semantic_stress::{MetricsCollector, Request, StressConfig, StressHarness, checks};
+//!
+//! let server = ReferenceServer::start(ServerConfig::default()).await?;
+//! let harness = StressHarness::new(StressConfig::new(server.base_url()).workers(150))?;
+//! let body = MessagesRequest::new("test-model", vec![Message::user("Hello")], 100);
+//! let results = harness.run_concurrent_requests(&Request::messages(&body), None).await;
+//! assert_eq!(results.len(), 150, "one record per request");
+//!
+//! let metrics = MetricsCollector::analyze(&results);
+//! for verdict in [
+//!     checks::all_answered(&metrics),
+//!     checks::no_server_errors(&metrics),
+//!     checks::only_graceful_failures(&metrics),
+//! ] {
+//!     assert!(verdict.passed, "{verdict}");
+//! }
+//! server.shutdown().await;
+//! # Ok(())
+//! # }
+//! ```
+//!
 //! # Crate features
 //!
 //! - `reference-server` (default): the embedded reference server and its binary.
@@ -46,7 +78,7 @@ pub use harness::{
 };
 pub use harness::{DEFAULT_BASE_URL, DEFAULT_DURATION, DEFAULT_TIMEOUT};
 pub use harness::{Progress, ProgressFn, Sustained, SustainedLoadMetrics};
-pub use memory::{MemorySample, MemorySampler, process_rss_bytes};
+pub use memory::{MemorySample, MemorySampler, process_rss_bytes, prometheus_rss_bytes};
 pub use metrics::{LoadMetrics, MetricsCollector, Outcome, RequestResult};
 pub use probe::{Probe, pool_utilization};
 pub use report::Report;

@@ -340,3 +340,38 @@ mod tests {
         ));
     }
 }
+
+/// The `process_resident_memory_bytes` gauge of a Prometheus text exposition, if present.
+pub fn prometheus_rss_bytes(text: &str) -> Option<u64> {
+    text.lines().filter(|l| !l.starts_with('#')).find_map(|l| {
+        let rest = l.strip_prefix("process_resident_memory_bytes")?;
+        // Skip labels, if any, then take the value.
+        let rest = match rest.strip_prefix('{') {
+            Some(r) => r.split_once('}')?.1,
+            None => rest,
+        };
+        let value: f64 = rest.split_whitespace().next()?.parse().ok()?;
+        // Byte counts are integral and far below 2^53; negative or NaN is no reading.
+        (value.is_finite() && value >= 0.0).then_some(value as u64)
+    })
+}
+
+#[cfg(test)]
+mod prometheus_tests {
+    use super::prometheus_rss_bytes;
+
+    #[test]
+    fn reads_the_gauge_with_or_without_labels() {
+        let text = "# HELP process_resident_memory_bytes RSS\n# TYPE process_resident_memory_bytes gauge\nprocess_resident_memory_bytes 1.2345e+07\n";
+        assert_eq!(prometheus_rss_bytes(text), Some(12_345_000));
+        assert_eq!(
+            prometheus_rss_bytes("process_resident_memory_bytes{pid=\"1\"} 42 1700000000\n"),
+            Some(42)
+        );
+        assert_eq!(
+            prometheus_rss_bytes("process_resident_memory_bytes_total 1\n"),
+            None
+        );
+        assert_eq!(prometheus_rss_bytes("other 1\n"), None);
+    }
+}

@@ -15,7 +15,7 @@ const AGENTS: usize = 10;
 /// Seed: 50 rapid requests per agent.
 const REQUESTS_PER_AGENT: usize = 50;
 /// Turns per multi-turn conversation.
-const TURNS: u32 = 8;
+const TURNS: u32 = 12;
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 #[file_serial(stress)]

@@ -40,7 +40,7 @@ enum Scenario {
 
 /// Fault → the scenario that should catch it → the checks that must fail.
 const CASES: &[(&str, Scenario, &[&str])] = &[
-    ("leak=2048", Scenario::Sustained, &["memory_growth"]),
+    ("leak=256", Scenario::Sustained, &["memory_growth"]),
     (
         "crash-on-exhaustion",
         Scenario::Burst,
@@ -64,7 +64,7 @@ const CASES: &[(&str, Scenario, &[&str])] = &[
         Scenario::Isolation,
         &["isolation_same_agent_hits"],
     ),
-    ("degrade", Scenario::Sustained, &["no_degradation"]),
+    ("degrade=3", Scenario::Sustained, &["no_degradation"]),
     ("hang=20", Scenario::BurstShortTimeout, &["all_answered"]),
     ("truncate-stream", Scenario::Streams, &["all_answered"]),
     ("drop-connection", Scenario::Burst, &["all_answered"]),
@@ -94,11 +94,15 @@ async fn run(scenario: Scenario, fault: Option<&str>) -> Report {
                 concurrency: 4,
                 hold: Duration::from_millis(700),
             };
-            let high = Stage {
-                concurrency: 200,
-                hold: Duration::from_millis(1500),
-            };
-            scenarios::graceful_rejection(&target, &name, low, high, 200).await
+            scenarios::graceful_rejection(
+                &target,
+                &name,
+                low,
+                400.0,
+                Duration::from_millis(1500),
+                200,
+            )
+            .await
         }
         Scenario::NoCrash => {
             scenarios::no_crash(&mut target, &name, 400.0, Duration::from_secs(2)).await

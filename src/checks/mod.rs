@@ -21,7 +21,7 @@ use std::fmt;
 use serde::Serialize;
 
 /// The outcome of one check.
-#[derive(Debug, Clone, PartialEq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, serde::Deserialize)]
 pub struct Verdict {
     /// The check's name (`error_rate`, `no_server_errors`, …).
     pub check: String,

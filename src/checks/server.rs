@@ -79,7 +79,7 @@ pub fn recovery(time: Option<Duration>, max: Duration) -> Verdict {
                 "normal requests succeeded at baseline latency {:.2} s after load stopped",
                 t.as_secs_f64()
             ),
-            None => "no normal request succeeded at baseline latency within the window".to_owned(),
+            None => "normal requests did not succeed in a row at baseline latency within the measurement window".to_owned(),
         },
     )
 }

@@ -39,7 +39,7 @@ pub struct Slot {
 }
 
 /// How the generator itself kept up.
-#[derive(Debug, Clone, Default, Serialize)]
+#[derive(Debug, Clone, Default, Serialize, serde::Deserialize)]
 pub struct GeneratorStats {
     /// Steps started.
     pub slots: u64,

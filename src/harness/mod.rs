@@ -37,9 +37,9 @@ use agent::{RunShared, Sink};
 
 use crate::client::ClientConfig;
 use crate::metrics::MemoryTrend;
-use crate::{Client, LoadMetrics, MemorySampler, Request, RequestResult};
+use crate::{Client, LoadMetrics, Request, RequestResult};
 use shards::ShardedCollector;
-use sustained::Streaming;
+use sustained::{ServerMemory, Streaming};
 
 /// Hard bound on a run that has no duration of its own (count-bounded or agent workloads),
 /// unless [`StressConfig::duration`] is shorter.
@@ -320,16 +320,10 @@ impl StressHarness {
             model: self.config.model.clone(),
             deadline: started + options.duration + self.config.timeout,
         });
-        let (sampler, memory_error) = match options.memory_pid {
-            None => (None, None),
-            Some(pid) => match MemorySampler::start(pid, options.memory_interval) {
-                Ok(s) => (Some(Arc::new(s)), None),
-                Err(e) => (None, Some(e.to_string())),
-            },
-        };
+        let memory = Arc::new(ServerMemory::start(&options, &self.client));
         let progress = options.progress.clone().map(|f| {
             let tally = Arc::clone(&run.tally);
-            let sampler = sampler.clone();
+            let memory = Arc::clone(&memory);
             let (every, total) = (options.progress_interval, options.duration);
             tokio::spawn(async move {
                 let mut tick = tokio::time::interval(every.max(Duration::from_millis(100)));
@@ -342,10 +336,7 @@ impl StressHarness {
                         sent: tally.sent(),
                         errors: tally.errors(),
                         rejected: tally.rejected(),
-                        server_rss_bytes: sampler
-                            .as_ref()
-                            .and_then(|s| s.latest())
-                            .map(|m| m.rss_bytes),
+                        server_rss_bytes: memory.latest(),
                     });
                 }
             })
@@ -356,11 +347,13 @@ impl StressHarness {
             task.abort();
             let _ = task.await;
         }
-        let memory_samples = match sampler.map(Arc::try_unwrap) {
-            Some(Ok(s)) => s.stop().await,
-            // The progress task was joined above, so this is the only reference left.
-            Some(Err(shared)) => shared.samples(),
-            None => Vec::new(),
+        // The progress task was joined above, so this is the only reference left.
+        let (memory_samples, memory_error) = match Arc::try_unwrap(memory) {
+            Ok(memory) => memory.stop().await,
+            Err(shared) => (
+                Vec::new(),
+                Some(format!("memory sampler still shared: {shared:?}")),
+            ),
         };
         let (load, windows, degradation) = streaming.finish(options.degradation_windows);
         let memory = MemoryTrend::from_samples(&memory_samples, options.warmup);

@@ -11,7 +11,7 @@ use super::agent::Sink;
 use crate::metrics::{
     Degradation, LoadMetrics, MemoryTrend, MetricsCollector, Window, WindowedSeries,
 };
-use crate::{GeneratorStats, MemorySample, RequestResult};
+use crate::{Client, GeneratorStats, MemorySample, MemorySampler, Request, RequestResult};
 
 /// A progress callback.
 pub type ProgressFn = Arc<dyn Fn(&Progress) + Send + Sync>;
@@ -27,6 +27,9 @@ pub struct Sustained {
     pub warmup: Duration,
     /// The server process whose resident memory is sampled, if known.
     pub memory_pid: Option<u32>,
+    /// Without a pid, read the server's memory from its Prometheus `GET /metrics`
+    /// (`process_resident_memory_bytes`).
+    pub memory_from_metrics: bool,
     /// Interval between memory samples.
     pub memory_interval: Duration,
     /// Windows compared on each side (early vs late) for degradation.
@@ -44,6 +47,7 @@ impl std::fmt::Debug for Sustained {
             .field("window", &self.window)
             .field("warmup", &self.warmup)
             .field("memory_pid", &self.memory_pid)
+            .field("memory_from_metrics", &self.memory_from_metrics)
             .field("memory_interval", &self.memory_interval)
             .field("degradation_windows", &self.degradation_windows)
             .field("progress", &self.progress.is_some())
@@ -64,6 +68,7 @@ impl Sustained {
             window,
             warmup: window,
             memory_pid: None,
+            memory_from_metrics: false,
             memory_interval,
             degradation_windows: 2,
             progress: None,
@@ -75,6 +80,13 @@ impl Sustained {
     #[must_use]
     pub fn memory_pid(mut self, pid: Option<u32>) -> Self {
         self.memory_pid = pid;
+        self
+    }
+
+    /// Without a pid, reads server memory from `GET /metrics` instead.
+    #[must_use]
+    pub fn memory_from_metrics(mut self, yes: bool) -> Self {
+        self.memory_from_metrics = yes;
         self
     }
 
@@ -192,5 +204,118 @@ impl Sink for Streaming {
         let mut state = self.state.lock().unwrap_or_else(PoisonError::into_inner);
         state.0.record(result);
         state.1.record(result);
+    }
+}
+
+/// Samples kept by the `/metrics` scraper before it decimates (as the pid sampler does).
+const SCRAPE_CAPACITY: usize = 4096;
+
+/// Where the server's memory comes from during a sustained run.
+#[derive(Debug)]
+pub(crate) enum ServerMemory {
+    /// Not sampled (with the reason, when one was asked for and failed).
+    Off(Option<String>),
+    /// By pid, from the operating system.
+    Pid(MemorySampler),
+    /// From the server's Prometheus gauge.
+    Metrics(Scraper),
+}
+
+#[derive(Debug)]
+pub(crate) struct Scraper {
+    state: Arc<Mutex<ScrapeState>>,
+    task: tokio::task::JoinHandle<()>,
+}
+
+#[derive(Debug, Default)]
+struct ScrapeState {
+    samples: Vec<MemorySample>,
+    error: Option<String>,
+}
+
+impl ServerMemory {
+    pub(crate) fn start(options: &Sustained, client: &Client) -> Self {
+        if let Some(pid) = options.memory_pid {
+            return match MemorySampler::start(pid, options.memory_interval) {
+                Ok(s) => Self::Pid(s),
+                Err(e) => Self::Off(Some(e.to_string())),
+            };
+        }
+        if !options.memory_from_metrics {
+            return Self::Off(None);
+        }
+        let state = Arc::new(Mutex::new(ScrapeState::default()));
+        let shared = Arc::clone(&state);
+        let client = client.clone();
+        let mut every = options.memory_interval;
+        let task = tokio::spawn(async move {
+            let start = Instant::now();
+            let request = Request::get("/metrics");
+            loop {
+                let reading = client.control_text(&request).await;
+                {
+                    let mut s = shared.lock().unwrap_or_else(PoisonError::into_inner);
+                    match reading.map(|t| crate::prometheus_rss_bytes(&t)) {
+                        Ok(Some(rss_bytes)) => s.samples.push(MemorySample {
+                            at: start.elapsed(),
+                            rss_bytes,
+                        }),
+                        Ok(None) => {
+                            s.error = Some(
+                                "GET /metrics has no process_resident_memory_bytes gauge: set SEMANTIC_SERVER_PID to the server's pid".to_owned(),
+                            );
+                        }
+                        Err(e) => {
+                            s.error =
+                                Some(format!("{e}: set SEMANTIC_SERVER_PID to the server's pid"))
+                        }
+                    }
+                    if s.samples.len() >= SCRAPE_CAPACITY {
+                        let mut i = 0;
+                        s.samples.retain(|_| {
+                            i += 1;
+                            i % 2 == 1
+                        });
+                        every *= 2;
+                    }
+                }
+                tokio::time::sleep(every).await;
+            }
+        });
+        Self::Metrics(Scraper { state, task })
+    }
+
+    pub(crate) fn latest(&self) -> Option<u64> {
+        match self {
+            Self::Off(_) => None,
+            Self::Pid(s) => s.latest().map(|m| m.rss_bytes),
+            Self::Metrics(s) => s
+                .state
+                .lock()
+                .unwrap_or_else(PoisonError::into_inner)
+                .samples
+                .last()
+                .map(|m| m.rss_bytes),
+        }
+    }
+
+    /// Stops sampling: the samples, and why there are none when there are none.
+    pub(crate) async fn stop(self) -> (Vec<MemorySample>, Option<String>) {
+        match self {
+            Self::Off(reason) => (Vec::new(), reason),
+            Self::Pid(s) => (s.stop().await, None),
+            Self::Metrics(s) => {
+                s.task.abort();
+                let _ = s.task.await;
+                let mut state = s.state.lock().unwrap_or_else(PoisonError::into_inner);
+                let samples = std::mem::take(&mut state.samples);
+                let error = if samples.is_empty() {
+                    state.error.take()
+                } else {
+                    None
+                };
+                (samples, error)
+            }
+        }
     }
 }

@@ -1,22 +1,46 @@
-//! [`Report`]: what a run measured and what the checks concluded, as text or JSON.
+//! [`Report`]: what a run measured and what the checks concluded, for people and for machines.
 //!
-//! The library never prints: callers choose [`Report::text`] or [`Report::to_json`] and where
-//! to write them.
+//! # Overview
+//!
+//! - [`Report::text`]: a short plain-text summary for a test's output.
+//! - [`Report::to_json`] / [`Report::from_json`]: the machine-readable report. Its layout is a
+//!   contract, versioned by [`SCHEMA_VERSION`] and documented field by field in
+//!   `docs/report-schema.md`.
+//! - [`Report::markdown`]: a summary a person reads at a glance (verdict table, counts, latency,
+//!   throughput, cache, generator, figures).
+//! - [`Report::charts`]: SVG charts of a sustained run's [`Series`] (see [`charts`]).
+//! - [`Report::write_all`]: every file above under one directory, plus an `index.md` listing
+//!   every run found there (see [`index`]).
+//! - [`baseline`]: compares a report with a saved one and gives a `baseline_regression` verdict.
+//! - [`progress`]: live progress lines of a long run, for the caller to opt into.
+//!
+//! The library never prints: callers choose the format and where to write it.
 
-use std::fmt::Write as _;
+mod markdown;
+mod text;
+
+pub mod baseline;
+pub mod charts;
+pub mod index;
+pub mod progress;
+
 use std::path::Path;
 
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 
 use crate::checks::Verdict;
-use crate::metrics::{Degradation, LatencySummary, LoadMetrics, MemoryTrend, Window};
+use crate::metrics::{Degradation, LoadMetrics, MemoryTrend, Window};
 use crate::{Error, GeneratorStats, MemorySample, SustainedLoadMetrics};
 
-/// Version of the JSON layout; bumped on any incompatible change.
+pub use baseline::Comparison;
+pub use charts::Chart;
+
+/// Version of the JSON layout; bumped on any incompatible change (a field removed, renamed or
+/// retyped). Adding an optional field is compatible and keeps the version.
 pub const SCHEMA_VERSION: u32 = 1;
 
 /// One run's report.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct Report {
     /// Layout version ([`SCHEMA_VERSION`]).
     pub schema_version: u32,
@@ -36,6 +60,10 @@ pub struct Report {
     pub series: Option<Series>,
     /// Other figures of the scenario (onset utilization, recovery time, per-profile numbers…).
     pub figures: serde_json::Map<String, serde_json::Value>,
+    /// Comparison with a saved baseline report, when one was made
+    /// ([`Report::compare_with_baseline`]).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub baseline: Option<Comparison>,
 }
 
 impl Report {
@@ -51,6 +79,7 @@ impl Report {
             verdicts: Vec::new(),
             series: None,
             figures: serde_json::Map::new(),
+            baseline: None,
         }
     }
 
@@ -77,82 +106,94 @@ impl Report {
         !self.verdicts.is_empty() && self.verdicts.iter().all(|v| v.passed)
     }
 
+    /// `PASS` when [`passed`](Self::passed), `FAIL` when a verdict failed, `NO CHECKS` when
+    /// there is no verdict.
+    pub fn status(&self) -> &'static str {
+        if self.verdicts.is_empty() {
+            "NO CHECKS"
+        } else if self.passed() {
+            "PASS"
+        } else {
+            "FAIL"
+        }
+    }
+
     /// The failed verdicts, one per line.
     pub fn failures(&self) -> String {
         crate::checks::failures(&self.verdicts)
     }
 
-    /// A short human summary: counts, latency, throughput, cache, verdicts.
-    pub fn text(&self) -> String {
-        let mut s = String::new();
-        let _ = writeln!(s, "== {} ({})", self.name, self.target);
-        if let Some(m) = &self.metrics {
-            let c = &m.counts;
-            let _ = writeln!(
-                s,
-                "requests {} | ok {} | rejected {} ({:.1}%) | errors {} ({:.2}%) | statuses {:?}",
-                m.total,
-                c.success,
-                m.rejected,
-                m.rejection_rate * 100.0,
-                m.errors,
-                m.error_rate * 100.0,
-                m.status_codes
-            );
-            let _ = writeln!(s, "latency ok   {}", line(&m.success_latency));
-            if m.failure_latency.count > 0 {
-                let _ = writeln!(s, "latency fail {}", line(&m.failure_latency));
-            }
-            if m.ttft.count > 0 {
-                let _ = writeln!(s, "ttft         {}", line(&m.ttft));
-            }
-            let _ = writeln!(
-                s,
-                "throughput {:.1} req/s, {:.0} output tokens/s over {:.2} s",
-                m.throughput_rps,
-                m.output_tokens_per_s,
-                m.duration.as_secs_f64()
-            );
-            if let Some(rate) = m.cache.request_hit_rate {
-                let _ = writeln!(
-                    s,
-                    "cache hits {:.1}% of {} follow-ups; token hit rate {}",
-                    rate * 100.0,
-                    m.cache.eligible,
-                    m.cache
-                        .token_hit_rate
-                        .map_or("n/a".to_owned(), |t| format!("{:.1}%", t * 100.0))
-                );
-            }
+    /// Records a comparison with a baseline: keeps it in [`baseline`](Self::baseline) and adds
+    /// its `baseline_regression` verdict.
+    pub fn compare_with_baseline(&mut self, comparison: Comparison) -> &mut Self {
+        self.verdicts.push(comparison.verdict.clone());
+        self.baseline = Some(comparison);
+        self
+    }
+
+    /// Compares with the baseline named by the `SEMANTIC_STRESS_BASELINE` environment variable
+    /// ([`baseline::from_env`]) and records the outcome; does nothing when the variable is unset.
+    ///
+    /// A baseline that cannot be read or parsed does not panic: it becomes a failed
+    /// `baseline_regression` verdict whose message is the error, so the run still writes its
+    /// report and says why the comparison was not made.
+    pub fn compare_with_env_baseline(&mut self) -> &mut Self {
+        match baseline::from_env(self) {
+            None => self,
+            Some(Ok(comparison)) => self.compare_with_baseline(comparison),
+            Some(Err(e)) => self.verdicts([baseline::unreadable(&e)]),
         }
-        if let Some(g) = &self.generator
-            && (g.saturated || g.late_slots > 0)
-        {
-            let _ = writeln!(
-                s,
-                "generator: timer lag p99 {:.2} ms, {} late slots{}",
-                g.timer_lag_p99_ms,
-                g.late_slots,
-                if g.saturated {
-                    " — GENERATOR SATURATED"
+    }
+
+    /// The file name stem of this report's files: the name with every character other than
+    /// ASCII letters, digits, `-`, `_` and `.` replaced by `_`.
+    pub fn file_stem(&self) -> String {
+        self.name
+            .chars()
+            .map(|c| {
+                if c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.') {
+                    c
                 } else {
-                    ""
+                    '_'
                 }
-            );
-        }
-        for (k, v) in &self.figures {
-            let _ = writeln!(s, "{k}: {v}");
-        }
-        for v in &self.verdicts {
-            let _ = writeln!(s, "{v}");
-        }
-        s
+            })
+            .collect()
     }
 
     /// The report as pretty JSON.
     pub fn to_json(&self) -> String {
         // Plain data with string keys: serialization cannot fail.
         serde_json::to_string_pretty(self).expect("report serializes")
+    }
+
+    /// Reads a report written by [`to_json`](Self::to_json).
+    ///
+    /// # Errors
+    ///
+    /// [`Error::InvalidConfig`] (field `report`) when `json` is not a report or was written
+    /// with another [`SCHEMA_VERSION`].
+    pub fn from_json(json: &str) -> crate::Result<Self> {
+        parse(json).map_err(|reason| Error::InvalidConfig {
+            field: "report",
+            reason,
+        })
+    }
+
+    /// Reads the report in the file `path`.
+    ///
+    /// # Errors
+    ///
+    /// [`Error::Io`] when the file cannot be read, [`Error::InvalidConfig`] when it is not a
+    /// report of this [`SCHEMA_VERSION`] (the message names the file).
+    pub fn read_json(path: &Path) -> crate::Result<Self> {
+        let json = std::fs::read_to_string(path).map_err(|source| Error::Io {
+            path: path.to_owned(),
+            source,
+        })?;
+        parse(&json).map_err(|reason| Error::InvalidConfig {
+            field: "report",
+            reason: format!("{}: {reason}", path.display()),
+        })
     }
 
     /// Writes the JSON report to `path`, creating its directory.
@@ -174,7 +215,7 @@ impl Report {
 
 /// The time series of a run: latency and throughput per window, server memory samples and
 /// their fitted trend.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct Series {
     /// Windows in time order.
     pub windows: Vec<Window>,
@@ -198,17 +239,23 @@ impl Series {
     }
 }
 
-fn line(l: &LatencySummary) -> String {
-    let ms = |d: std::time::Duration| d.as_secs_f64() * 1000.0;
-    format!(
-        "n {} | p50 {:.1} ms | p90 {:.1} | p95 {:.1} | p99 {:.1} | max {:.1}",
-        l.count,
-        ms(l.p50),
-        ms(l.p90),
-        ms(l.p95),
-        ms(l.p99),
-        ms(l.max)
-    )
+/// Parses a report, checking its layout version first so that the message says why.
+fn parse(json: &str) -> Result<Report, String> {
+    let value: serde_json::Value =
+        serde_json::from_str(json).map_err(|e| format!("not JSON: {e}"))?;
+    match value
+        .get("schema_version")
+        .and_then(serde_json::Value::as_u64)
+    {
+        Some(v) if v == u64::from(SCHEMA_VERSION) => {}
+        Some(v) => {
+            return Err(format!(
+                "schema_version {v}, this build reads {SCHEMA_VERSION}"
+            ));
+        }
+        None => return Err("no schema_version: not a report".to_owned()),
+    }
+    serde_json::from_value(value).map_err(|e| format!("not a report: {e}"))
 }
 
 fn to_value(value: impl Serialize) -> serde_json::Value {

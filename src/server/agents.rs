@@ -72,6 +72,8 @@ pub(crate) struct CacheFigures {
     pub(crate) used_blocks: u64,
     pub(crate) peak_used_blocks: u64,
     pub(crate) cached_blocks: u64,
+    /// Blocks of idle caches that admission may evict.
+    pub(crate) evictable_blocks: u64,
     pub(crate) agents: usize,
     pub(crate) idle_cached_agents: usize,
     pub(crate) evictions: u64,
@@ -309,11 +311,6 @@ impl Caches {
         Some((hash_tokens(&a.tokens), a.canary.clone()))
     }
 
-    /// Pool utilization, 0–1.
-    pub(crate) fn utilization(&self) -> f64 {
-        self.pool.utilization()
-    }
-
     /// Current figures.
     pub(crate) fn figures(&self) -> CacheFigures {
         CacheFigures {
@@ -321,6 +318,11 @@ impl Caches {
             used_blocks: self.pool.used(),
             peak_used_blocks: self.pool.peak(),
             cached_blocks: self.cached_blocks,
+            evictable_blocks: if self.policy.no_recovery {
+                0
+            } else {
+                self.idle_blocks
+            },
             agents: self.agents.len(),
             idle_cached_agents: self.lru.len(),
             evictions: self.evictions,

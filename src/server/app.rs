@@ -342,3 +342,6 @@ fn method_label(m: &Method) -> &'static str {
         _ => "OTHER",
     }
 }
+
+#[cfg(test)]
+mod tests;

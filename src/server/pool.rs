@@ -42,11 +42,6 @@ impl BlockPool {
         self.total - self.used
     }
 
-    /// Fraction of the pool in use, 0–1.
-    pub(crate) fn utilization(&self) -> f64 {
-        ratio(self.used, self.total)
-    }
-
     /// Takes `n` blocks; `false` (and nothing taken) if fewer are free.
     pub(crate) fn allocate(&mut self, n: u64) -> bool {
         if n > self.free() {
@@ -91,14 +86,14 @@ mod tests {
         assert_eq!(pool.used(), 10);
         pool.release(7);
         assert_eq!((pool.used(), pool.free(), pool.peak()), (3, 7, 10));
-        assert!((pool.utilization() - 0.3).abs() < 1e-9);
+        assert!((ratio(pool.used(), pool.total()) - 0.3).abs() < 1e-9);
         pool.release(3);
         assert_eq!(pool.used(), 0);
     }
 
     #[test]
     fn empty_pool_has_zero_utilization() {
-        assert!(BlockPool::new(0).utilization().abs() < f64::EPSILON);
+        assert!(ratio(0, 0).abs() < f64::EPSILON);
         assert!(!BlockPool::new(0).allocate(1));
     }
 }

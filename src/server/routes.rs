@@ -72,12 +72,16 @@ fn health(app: &App) -> Response<Body> {
     )
 }
 
+/// `/health/ready`. `pool_utilization` is the whole pool in use (%); readiness is decided on
+/// the *pinned* part (`pinned_utilization`: in use minus idle caches that admission can evict),
+/// so that a pool full of idle caches, which the next request can reclaim, still reads ready.
 fn ready(app: &App) -> Response<Body> {
-    let utilization = app.caches().utilization();
-    let pct = utilization * 100.0;
+    let p = app.stats().pool;
+    let pct = p.utilization * 100.0;
+    let pinned = super::pool::ratio(p.used_blocks - p.evictable_blocks, p.total_blocks);
     let reason = if app.is_draining() {
         Some("shutting_down")
-    } else if utilization > app.config().ready_max_utilization {
+    } else if pinned > app.config().ready_max_utilization {
         Some("pool_near_exhaustion")
     } else {
         None
@@ -85,12 +89,14 @@ fn ready(app: &App) -> Response<Body> {
     let Some(reason) = reason else {
         return json(
             StatusCode::OK,
-            &json!({"status": "ready", "pool_utilization": pct}),
+            &json!({"status": "ready", "pool_utilization": pct,
+                    "pinned_utilization": pinned * 100.0}),
         );
     };
     let mut resp = json(
         StatusCode::SERVICE_UNAVAILABLE,
-        &json!({"status": "not_ready", "reason": reason, "pool_utilization": pct}),
+        &json!({"status": "not_ready", "reason": reason, "pool_utilization": pct,
+                "pinned_utilization": pinned * 100.0}),
     );
     if !app.config().faults.no_retry_after {
         let secs = retry_after_secs(app.config().retry_after);

@@ -79,6 +79,8 @@ pub struct PoolStats {
     pub used_blocks: u64,
     /// Blocks held by agents' caches.
     pub cached_blocks: u64,
+    /// Blocks of idle agents' caches, which admission may evict to make room.
+    pub evictable_blocks: u64,
     /// Most blocks ever in use at once.
     pub peak_used_blocks: u64,
     /// `used_blocks / total_blocks`, 0–1.
@@ -105,6 +107,7 @@ impl PoolStats {
             total_blocks: f.total_blocks,
             used_blocks: f.used_blocks,
             cached_blocks: f.cached_blocks,
+            evictable_blocks: f.evictable_blocks,
             peak_used_blocks: f.peak_used_blocks,
             utilization: ratio(f.used_blocks, f.total_blocks),
             peak_utilization: ratio(f.peak_used_blocks, f.total_blocks),

@@ -34,10 +34,12 @@ impl Target {
     /// The external server of `SEMANTIC_BASE_URL` if set, else a fresh reference server
     /// started with `args` (a profile for this test: pool size, speeds, faults).
     pub fn start(args: &[&str]) -> Self {
-        match std::env::var("SEMANTIC_BASE_URL") {
+        let target = match std::env::var("SEMANTIC_BASE_URL") {
             Ok(url) if !url.trim().is_empty() => Self::external(url),
             _ => Self::reference(args),
-        }
+        };
+        announce(&target);
+        target
     }
 
     /// A fresh reference server started with `args`, whatever the environment says.
@@ -173,6 +175,27 @@ impl Drop for Target {
     }
 }
 
+/// Says once per test binary which server the tests run against and where reports go.
+fn announce(target: &Target) {
+    static ONCE: std::sync::Once = std::sync::Once::new();
+    ONCE.call_once(|| {
+        let what = if target.is_reference() {
+            format!(
+                "the embedded reference server (a fresh one per test; this one at {}); set SEMANTIC_BASE_URL to test your own",
+                target.base_url()
+            )
+        } else {
+            format!(
+                "{} (SEMANTIC_BASE_URL); memory from {}",
+                target.base_url(),
+                target.pid().map_or("nowhere: set SEMANTIC_SERVER_PID".to_owned(), |p| format!("pid {p}"))
+            )
+        };
+        eprintln!("semantic-stress: testing {what}");
+        eprintln!("semantic-stress: reports go to {}", reports_dir().display());
+    });
+}
+
 /// `SEMANTIC_STRESS_TEST_DURATION` in seconds, or `default`.
 pub fn env_duration(default: Duration) -> Duration {
     std::env::var("SEMANTIC_STRESS_TEST_DURATION")
@@ -215,13 +238,19 @@ pub fn write_json(name: &str, value: &impl serde::Serialize) -> PathBuf {
     path
 }
 
-/// Prints the report's summary, writes its JSON to `target/stress-reports/NAME.json`, and
-/// fails the test with every failed verdict when one failed.
+/// Compares with the baseline named by `SEMANTIC_STRESS_BASELINE` (if set), prints the
+/// report's summary, writes its JSON, Markdown and charts to `target/stress-reports/` (and
+/// updates the index there), and fails the test with every failed verdict when one failed.
 pub fn finish(report: &semantic_stress::Report) {
+    let mut report = report.clone();
+    report.compare_with_env_baseline();
     println!("{}", report.text());
-    let path = reports_dir().join(format!("{}.json", report.name));
-    report.write_json(&path).expect("write the JSON report");
-    println!("report: {}", path.display());
+    let dir = reports_dir();
+    report.write_all(&dir).expect("write the reports");
+    println!(
+        "report: {}",
+        dir.join(format!("{}.md", report.file_stem())).display()
+    );
     assert!(
         report.passed(),
         "{} failed:\n{}",

@@ -1,0 +1,88 @@
+//! [`Report::text`]: the short plain-text summary a test prints.
+
+use std::fmt::Write as _;
+
+use super::Report;
+use crate::metrics::LatencySummary;
+
+impl Report {
+    /// A short human summary: counts, latency, throughput, cache, verdicts.
+    pub fn text(&self) -> String {
+        let mut s = String::new();
+        let _ = writeln!(s, "== {} ({})", self.name, self.target);
+        if let Some(m) = &self.metrics {
+            let c = &m.counts;
+            let _ = writeln!(
+                s,
+                "requests {} | ok {} | rejected {} ({:.1}%) | errors {} ({:.2}%) | statuses {:?}",
+                m.total,
+                c.success,
+                m.rejected,
+                m.rejection_rate * 100.0,
+                m.errors,
+                m.error_rate * 100.0,
+                m.status_codes
+            );
+            let _ = writeln!(s, "latency ok   {}", line(&m.success_latency));
+            if m.failure_latency.count > 0 {
+                let _ = writeln!(s, "latency fail {}", line(&m.failure_latency));
+            }
+            if m.ttft.count > 0 {
+                let _ = writeln!(s, "ttft         {}", line(&m.ttft));
+            }
+            let _ = writeln!(
+                s,
+                "throughput {:.1} req/s, {:.0} output tokens/s over {:.2} s",
+                m.throughput_rps,
+                m.output_tokens_per_s,
+                m.duration.as_secs_f64()
+            );
+            if let Some(rate) = m.cache.request_hit_rate {
+                let _ = writeln!(
+                    s,
+                    "cache hits {:.1}% of {} follow-ups; token hit rate {}",
+                    rate * 100.0,
+                    m.cache.eligible,
+                    m.cache
+                        .token_hit_rate
+                        .map_or("n/a".to_owned(), |t| format!("{:.1}%", t * 100.0))
+                );
+            }
+        }
+        if let Some(g) = &self.generator
+            && (g.saturated || g.late_slots > 0)
+        {
+            let _ = writeln!(
+                s,
+                "generator: timer lag p99 {:.2} ms, {} late slots{}",
+                g.timer_lag_p99_ms,
+                g.late_slots,
+                if g.saturated {
+                    " — GENERATOR SATURATED"
+                } else {
+                    ""
+                }
+            );
+        }
+        for (k, v) in &self.figures {
+            let _ = writeln!(s, "{k}: {v}");
+        }
+        for v in &self.verdicts {
+            let _ = writeln!(s, "{v}");
+        }
+        s
+    }
+}
+
+fn line(l: &LatencySummary) -> String {
+    let ms = |d: std::time::Duration| d.as_secs_f64() * 1000.0;
+    format!(
+        "n {} | p50 {:.1} ms | p90 {:.1} | p95 {:.1} | p99 {:.1} | max {:.1}",
+        l.count,
+        ms(l.p50),
+        ms(l.p90),
+        ms(l.p95),
+        ms(l.p99),
+        ms(l.max)
+    )
+}

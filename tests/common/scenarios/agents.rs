@@ -1,0 +1,173 @@
+//! Concurrent agents: rapid requests, multi-turn conversations, isolation, latency, hit rate.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use semantic_stress::checks::{self, IsolationEvidence};
+use semantic_stress::workload::{TextGen, canaries_in, canary};
+use semantic_stress::{Agent, Load, MetricsCollector, Outcome, Report, RequestResult};
+use tokio::sync::watch;
+
+use super::super::Target;
+use super::*;
+
+/// The seed's rapid agents: `agents` agents × `per_agent` single-turn requests each
+/// ("Agent A request i", `max_tokens` 50), all at once; every request must complete.
+pub async fn rapid_agents(target: &Target, name: &str, agents: usize, per_agent: usize) -> Report {
+    let harness = target.harness(|c| c.workers(agents));
+    let by_agent = harness
+        .run_agent_workloads(agents, move |mut agent: Agent| async move {
+            for i in 0..per_agent {
+                let text = format!("Agent {} request {i}", agent.id());
+                agent.send(message(&text, 50)).await;
+            }
+            agent
+        })
+        .await;
+    let results: Vec<RequestResult> = by_agent.values().flatten().cloned().collect();
+    let m = MetricsCollector::analyze(&results);
+    let expected = (agents * per_agent) as u64;
+    let mut report = base_report(name, target);
+    report
+        .config("agents", agents)
+        .config("requests_per_agent", per_agent);
+    report.figure(
+        "per_agent_completed",
+        by_agent
+            .iter()
+            .map(|(id, rs)| {
+                (
+                    id.clone(),
+                    rs.iter().filter(|r| r.outcome == Outcome::Success).count(),
+                )
+            })
+            .collect::<std::collections::BTreeMap<_, _>>(),
+    );
+    report.verdicts([
+        checks::completed(&m, expected),
+        checks::latency_p95(&m, Duration::from_secs(2)),
+    ]);
+    report.metrics = Some(m);
+    report
+}
+
+/// Multi-turn conversations by `agents` agents at once, `turns` turns each, every agent with
+/// its own canary in its first turn after a prefix shared by all agents. Gives the run's
+/// metrics and the paired isolation evidence.
+pub async fn conversations(
+    target: &Target,
+    agents: usize,
+    turns: u32,
+    prefix_words: usize,
+) -> (Vec<RequestResult>, IsolationEvidence) {
+    let harness = target.harness(|c| c.workers(agents));
+    let background = target.harness(|c| c.workers(BACKGROUND_WORKERS));
+    let shared_prefix = Arc::new(TextGen::new(42).words(prefix_words));
+    // The first agent caches the shared prefix before the others send it, so that a server
+    // sharing caches across agents would show hits on their first turns.
+    let (leader_done, leader_rx) = watch::channel(false);
+    let leader_done = Arc::new(leader_done);
+    // Other traffic while the agents talk: anonymous single-turn requests, so the checks
+    // hold under load and not only on an idle server.
+    let noise_requests = (agents as u64 * u64::from(turns)).max(20);
+    let noise = background.run(
+        Load::closed(
+            BACKGROUND_WORKERS,
+            semantic_stress::Stop::requests(noise_requests),
+        ),
+        |slot| message(&TextGen::new(1000 + slot.index).words(30), 32),
+    );
+    let talk = harness.run_agent_workloads(agents, move |mut agent: Agent| {
+        let prefix = Arc::clone(&shared_prefix);
+        let done = Arc::clone(&leader_done);
+        let mut rx = leader_rx.clone();
+        async move {
+            if agent.index() > 0 {
+                let _ = tokio::time::timeout(Duration::from_secs(30), rx.wait_for(|d| *d)).await;
+            }
+            let mut text = TextGen::new(agent.index() as u64 + 1);
+            let first = format!("{prefix} {} {}", canary(agent.id()), text.words(12));
+            agent.max_tokens = 40;
+            agent.send_turn(first).await;
+            if agent.index() == 0 {
+                let _ = done.send(true);
+            }
+            for _ in 1..turns {
+                let follow = text.words_in(8..=24);
+                agent.send_turn(follow).await;
+            }
+            agent
+        }
+    });
+    let (by_agent, _) = tokio::join!(talk, noise);
+    let mut evidence = IsolationEvidence::default();
+    let mut results = Vec::new();
+    for (id, records) in &by_agent {
+        let own = canary(id);
+        for r in records {
+            let hit = r.cache_hit();
+            match r.turn {
+                Some(1) if !id.ends_with("-0") => {
+                    evidence.cross_agent_pairs += 1;
+                    evidence.cross_agent_hits += u64::from(hit);
+                }
+                Some(t) if t >= 2 => {
+                    evidence.same_agent_pairs += 1;
+                    evidence.same_agent_hits += u64::from(hit);
+                }
+                _ => {}
+            }
+            if let Some(text) = &r.text {
+                evidence.replies_checked += 1;
+                for c in canaries_in(text) {
+                    if c != own {
+                        evidence.foreign_canaries.push((id.clone(), c.to_owned()));
+                    }
+                }
+            }
+        }
+        results.extend(records.iter().cloned());
+    }
+    (results, evidence)
+}
+
+/// Cache isolation under concurrent load, shown by pairs and canaries.
+pub async fn isolation(target: &Target, name: &str, agents: usize, turns: u32) -> Report {
+    let (results, evidence) = conversations(target, agents, turns, 300).await;
+    let m = MetricsCollector::analyze(&results);
+    let mut report = base_report(name, target);
+    report.config("agents", agents).config("turns", turns);
+    report.figure("isolation", &evidence);
+    report.verdicts(checks::isolation(&evidence, 0.8));
+    report.verdicts([checks::error_rate(&m, 0.05)]);
+    report.metrics = Some(m);
+    report
+}
+
+/// Latency of multi-turn agents under load: p95 of successes under `max` (seed: 2 s).
+pub async fn latency_under_load(target: &Target, name: &str, agents: usize, turns: u32) -> Report {
+    let (results, _) = conversations(target, agents, turns, 100).await;
+    let m = MetricsCollector::analyze(&results);
+    let mut report = base_report(name, target);
+    report.config("agents", agents).config("turns", turns);
+    report.verdicts([
+        checks::latency_p95(&m, Duration::from_secs(2)),
+        checks::error_rate(&m, 0.05),
+    ]);
+    report.metrics = Some(m);
+    report
+}
+
+/// Cache hit rate of multi-turn conversations (turns ≥ 2) above `min` (seed: 80%).
+pub async fn hit_rate(target: &Target, name: &str, agents: usize, turns: u32, min: f64) -> Report {
+    let (results, _) = conversations(target, agents, turns, 100).await;
+    let m = MetricsCollector::analyze(&results);
+    let mut report = base_report(name, target);
+    report.config("agents", agents).config("turns", turns);
+    report.verdicts([
+        checks::cache_hit_rate(&m, min),
+        checks::error_rate(&m, 0.05),
+    ]);
+    report.metrics = Some(m);
+    report
+}

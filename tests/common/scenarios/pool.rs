@@ -1,0 +1,304 @@
+//! Pool exhaustion: bursts, the exhaustion ramp, overload with health probes, recovery, streams.
+
+use std::time::{Duration, Instant};
+
+use semantic_stress::anthropic::{Message, MessagesRequest};
+use semantic_stress::checks::{self, Verdict};
+use semantic_stress::{
+    Load, MetricsCollector, Outcome, Probe, Report, Request, Stage, pool_utilization,
+};
+
+use super::super::Target;
+use super::*;
+
+/// `n` identical requests at once (seed: 150, `max_tokens` 100): every one answered, no 5xx,
+/// every non-2xx a graceful rejection.
+pub async fn concurrent_burst(target: &Target, name: &str, n: usize) -> Report {
+    let harness = target.harness(|c| c.workers(n));
+    let body = message("Explain how a block pool serves many agents at once.", 100);
+    let load = Load::closed(n, semantic_stress::Stop::requests(n as u64));
+    let run = harness
+        .run(load, move |_| body.clone())
+        .await
+        .expect("valid load");
+    let m = MetricsCollector::analyze(&run.results);
+    let mut report = base_report(name, target);
+    report.config("requests", n).config("max_tokens", 100);
+    report.verdicts([
+        checks::accounted(run.sent, run.results.len() as u64),
+        checks::all_answered(&m),
+        checks::no_server_errors(&m),
+        checks::only_graceful_failures(&m),
+    ]);
+    report.metrics = Some(m);
+    report.generator = Some(run.generator);
+    report
+}
+
+/// Load until the pool passes 95%: a low phase (`low` closed-loop workers) that must see no
+/// rejection, then paced arrivals at `high_rate` per second (far above what the pool can
+/// serve) for `high_hold` that must see graceful rejections — each with `Retry-After` and the
+/// envelope, answered at once — and an error rate under 5% with rejections not counted.
+///
+/// The exhausting phase is paced rather than a closed loop so that clients answered at once
+/// do not turn into a retry storm that saturates the generator's own cores: rejection latency
+/// then measures the server, not the client.
+pub async fn graceful_rejection(
+    target: &Target,
+    name: &str,
+    low: Stage,
+    high_rate: f64,
+    high_hold: Duration,
+    max_tokens: u32,
+) -> Report {
+    let harness = target.harness(|c| c.workers(HIGH_IN_FLIGHT));
+    let health = Probe::start(
+        harness.client().clone(),
+        Request::get("/health").keep_text(),
+        Duration::from_millis(20),
+        100_000,
+    );
+    let body = message("Write a long story about caches and agents.", max_tokens);
+    let low_body = body.clone();
+    let low_run = harness
+        .run(
+            Load::closed(low.concurrency, semantic_stress::Stop::after(low.hold)),
+            move |_| low_body.clone(),
+        )
+        .await
+        .expect("valid load");
+    let low_end = Instant::now();
+    let high_run = harness
+        .run(
+            Load::open(
+                HIGH_IN_FLIGHT,
+                semantic_stress::Arrivals::Poisson {
+                    per_second: high_rate,
+                    seed: harness.config().seed,
+                },
+                semantic_stress::Stop::after(high_hold),
+            ),
+            move |_| body.clone(),
+        )
+        .await
+        .expect("valid load");
+    let probes = health.stop().await;
+    let mut run = low_run;
+    run.sent += high_run.sent;
+    run.results.extend(high_run.results);
+    run.generator = high_run.generator;
+    let m = MetricsCollector::analyze(&run.results);
+    let util: Vec<(Instant, f64)> = probes
+        .iter()
+        .filter_map(|p| pool_utilization(p).map(|u| (p.started_at, u)))
+        .collect();
+    let low_rejections = run
+        .results
+        .iter()
+        .filter(|r| r.started_at < low_end && r.status == 429)
+        .count() as u64;
+    let low_peak = util
+        .iter()
+        .filter(|(t, _)| *t < low_end)
+        .map(|(_, u)| *u)
+        .fold(None, |a: Option<f64>, u| Some(a.map_or(u, |a| a.max(u))));
+    let peak = util
+        .iter()
+        .map(|(_, u)| *u)
+        .fold(None, |a: Option<f64>, u| Some(a.map_or(u, |a| a.max(u))));
+    let first_rejection = run
+        .results
+        .iter()
+        .filter(|r| r.status == 429)
+        .map(|r| r.started_at)
+        .min();
+    // The first pool reading taken at or after the first rejection was sent.
+    let onset = first_rejection.and_then(|t| {
+        util.iter()
+            .filter(|(at, _)| *at >= t)
+            .min_by_key(|(at, _)| *at)
+            .map(|(_, u)| *u)
+    });
+    let mut report = base_report(name, target);
+    report
+        .config(
+            "low_phase",
+            format!("{} workers for {:?}", low.concurrency, low.hold),
+        )
+        .config(
+            "high_phase",
+            format!("{high_rate} requests/s for {high_hold:?}, at most {HIGH_IN_FLIGHT} in flight"),
+        )
+        .config("max_tokens", max_tokens)
+        .figure("peak_pool_utilization", peak)
+        .figure("low_phase_peak_utilization", low_peak)
+        .figure("utilization_at_first_rejection", onset)
+        .figure("health_probes", probes.len());
+    report.verdicts([
+        checks::accounted(run.sent, run.results.len() as u64),
+        checks::pool_reached(peak, 0.9),
+        checks::no_early_rejections(low_rejections, low_peak),
+        checks::rejections_seen(&m, 1),
+        checks::rejections_well_formed(&run.results),
+        checks::rejections_fast(&run.results, Duration::from_millis(50)),
+        checks::error_rate(&m, 0.05),
+    ]);
+    report.metrics = Some(m);
+    report.generator = Some(run.generator);
+    report
+}
+
+/// Rate-paced load past capacity for `duration` while `/health/live` is probed: no 5xx,
+/// health answers quickly during and after, and the server process stays alive.
+pub async fn no_crash(target: &mut Target, name: &str, rate: f64, duration: Duration) -> Report {
+    let workers = 256;
+    let harness = target.harness(|c| c.workers(workers));
+    let live = Probe::start(
+        harness.client().clone(),
+        Request::get("/health/live"),
+        Duration::from_millis(50),
+        100_000,
+    );
+    let body = message("Keep answering while the pool is under pressure.", 100);
+    let load = Load::open(
+        workers,
+        semantic_stress::Arrivals::Poisson {
+            per_second: rate,
+            seed: harness.config().seed,
+        },
+        semantic_stress::Stop::after(duration),
+    );
+    let run = harness
+        .run(load, move |_| body.clone())
+        .await
+        .expect("valid load");
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    let probes = live.stop().await;
+    let alive = target.is_alive();
+    let m = MetricsCollector::analyze(&run.results);
+    let mut report = base_report(name, target);
+    report
+        .config("rate_per_s", rate)
+        .config("duration_s", duration.as_secs_f64());
+    report.verdicts([
+        checks::accounted(run.sent, run.results.len() as u64),
+        checks::no_server_errors(&m),
+        checks::health_responsive(&probes, Duration::from_millis(500)),
+        Verdict::new(
+            "server_alive",
+            alive,
+            "running",
+            if alive { "running" } else { "exited" },
+            "the server process after the load",
+        ),
+    ]);
+    report.metrics = Some(m);
+    report.generator = Some(run.generator);
+    report
+}
+
+/// Saturate the pool with many agents, stop, and measure how long until a new agent's normal
+/// request succeeds again at baseline latency (seed: < 30 s). Probes every 100 ms for at
+/// most `window`.
+pub async fn recovery(target: &Target, name: &str, window: Duration, max: Duration) -> Report {
+    let harness = target.harness(|c| c.workers(200));
+    // Every request is a new agent, as after a real burst of users: a server that never frees
+    // their blocks (or never evicts idle caches) cannot admit anyone new.
+    let tag = format!("{:x}", std::process::id());
+    let normal =
+        |who: &str| message("Is the pool back to normal?", 20).session(format!("{who}-{tag}"));
+    let mut baseline = Vec::new();
+    for i in 0..5 {
+        baseline.push(
+            harness
+                .client()
+                .send(&normal(&format!("baseline-{i}")), Instant::now())
+                .await,
+        );
+    }
+    let base = MetricsCollector::analyze(&baseline);
+    let heavy = message("Write a very long story about caches and agents.", 400);
+    let load = Load::closed(200, semantic_stress::Stop::after(Duration::from_secs(2)));
+    let sat_tag = tag.clone();
+    let saturation = harness
+        .run(load, move |slot| {
+            heavy
+                .clone()
+                .session(format!("sat-{sat_tag}-{}", slot.index))
+        })
+        .await
+        .expect("valid load");
+    let sat = MetricsCollector::analyze(&saturation.results);
+    let stopped = Instant::now();
+    let limit =
+        (base.success_latency.p50 * 3).max(base.success_latency.p50 + Duration::from_millis(100));
+    // Recovered when RECOVERY_STREAK new agents in a row are served at baseline latency: one
+    // lucky request that fits in the last free blocks proves nothing.
+    let mut recovered = None;
+    let mut probes = 0u64;
+    let mut streak = 0;
+    while stopped.elapsed() < window {
+        probes += 1;
+        let r = harness
+            .client()
+            .send(&normal(&format!("probe-{probes}")), Instant::now())
+            .await;
+        if r.outcome == Outcome::Success && r.latency() <= limit {
+            streak += 1;
+            if streak == RECOVERY_STREAK {
+                recovered = Some(stopped.elapsed());
+                break;
+            }
+            continue;
+        }
+        streak = 0;
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    let mut report = base_report(name, target);
+    report
+        .figure(
+            "baseline_p50_ms",
+            base.success_latency.p50.as_secs_f64() * 1000.0,
+        )
+        .figure("baseline_limit_ms", limit.as_secs_f64() * 1000.0)
+        .figure("saturation_rejected", sat.rejected)
+        .figure("saturation_requests", sat.total)
+        .figure("recovery_s", recovered.map(|d| d.as_secs_f64()))
+        .figure("recovery_probes", probes);
+    report.verdicts([
+        checks::completed(&base, 5),
+        checks::rejections_seen(&sat, 1),
+        checks::recovery(recovered, max),
+    ]);
+    report.metrics = Some(sat);
+    report
+}
+
+/// `n` streamed requests, `concurrency` at a time: every stream must end in `message_stop`
+/// with tokens (a truncated stream is a protocol failure, never a success).
+pub async fn streams(target: &Target, name: &str, n: usize, concurrency: usize) -> Report {
+    let harness = target.harness(|c| c.workers(concurrency));
+    let mut body = MessagesRequest::new(
+        MODEL,
+        vec![Message::user("Stream a short answer about caches.")],
+        64,
+    );
+    body.stream = true;
+    let request = Request::messages(&body);
+    let load = Load::closed(concurrency, semantic_stress::Stop::requests(n as u64));
+    let run = harness
+        .run(load, move |_| request.clone())
+        .await
+        .expect("valid load");
+    let m = MetricsCollector::analyze(&run.results);
+    let mut report = base_report(name, target);
+    report.config("requests", n).config("stream", true);
+    report.verdicts([
+        checks::accounted(run.sent, run.results.len() as u64),
+        checks::all_answered(&m),
+        checks::completed(&m, n as u64),
+    ]);
+    report.metrics = Some(m);
+    report.generator = Some(run.generator);
+    report
+}

@@ -1,0 +1,159 @@
+//! Runs over time: sustained load and realistic conversations.
+
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use semantic_stress::checks::{self};
+use semantic_stress::workload::TextGen;
+use semantic_stress::{Agent, MetricsCollector, Report};
+
+use super::super::Target;
+use super::*;
+
+/// One sustained run: `agents` session agents in multi-turn conversations (of random length), paced at `rate` requests/s in total, for `duration`, with the server's memory
+/// sampled when its pid is known. Progress goes to stderr.
+pub async fn sustained(
+    target: &Target,
+    name: &str,
+    duration: Duration,
+    rate: f64,
+    agents: usize,
+) -> (Report, semantic_stress::SustainedLoadMetrics) {
+    let harness = target.harness(|c| c.workers(agents).rate_limit(Some(rate)));
+    let every = Duration::from_secs(1);
+    let mut options = semantic_stress::Sustained::new(duration)
+        .memory_pid(target.pid())
+        .memory_from_metrics(!target.is_reference())
+        .progress(
+            every,
+            semantic_stress::report::progress::ProgressPrinter::stderr(name).into_callback(),
+        );
+    // Warm-up covers the workload's own ramp: conversations reach their steady-state length
+    // (at most 16 turns at about one turn per agent per second) within 20 s.
+    options.warmup = options.window.max(SUSTAINED_WARMUP).min(duration / 2);
+    let sustained = harness
+        .run_sustained(options.clone(), |mut agent: Agent, slot| async move {
+            // Conversations end at random (one in eight turns, at most 16), so the agents are
+            // out of phase and the workload is the same early and late in the run.
+            let mut text = TextGen::new(slot.index);
+            if agent.turns() >= 16 || (agent.turns() > 0 && text.pick(0..=7) == 0) {
+                agent.reset_conversation();
+            }
+            agent.max_tokens = 50;
+            agent.send_turn(text.words_in(20..=60)).await;
+            agent
+        })
+        .await
+        .expect("valid sustained run");
+    let mut report = base_report(name, target);
+    report
+        .config("duration_s", duration.as_secs_f64())
+        .config("rate_per_s", rate)
+        .config("agents", agents)
+        .config("window_s", options.window.as_secs_f64())
+        .config("warmup_s", options.warmup.as_secs_f64());
+    report.series = Some(semantic_stress::report::Series::of(&sustained));
+    report.verdicts([checks::accounted(sustained.sent, sustained.load.total)]);
+    report.metrics = Some(sustained.load.clone());
+    report.generator = Some(sustained.generator.clone());
+    (report, sustained)
+}
+
+/// The seed's five agent profiles at once for `span`: every agent completes its workload, no
+/// request hangs, per-profile latency and cache figures, long-context follow-ups hit.
+pub async fn realistic(target: &Target, name: &str, span: Duration) -> Report {
+    let profiles = semantic_stress::workload::Profile::seed_profiles(span);
+    let n = profiles.len();
+    let harness = target.harness(|c| c.workers(n));
+    let shared = Arc::new(profiles.clone());
+    let sampler = target.pid().and_then(|pid| {
+        semantic_stress::MemorySampler::start(pid, (span / 100).max(Duration::from_millis(100)))
+            .ok()
+    });
+    let started = Instant::now();
+    let by_agent = harness
+        .run_agent_workloads(n, move |mut agent: Agent| {
+            let profiles = Arc::clone(&shared);
+            async move {
+                let p = profiles[agent.index()].clone();
+                let mut text = TextGen::new(agent.index() as u64 * 7919 + 1);
+                let end = Instant::now() + span;
+                agent.max_tokens = p.max_tokens;
+                while Instant::now() < end {
+                    for _ in 0..text.pick(p.burst_turns.clone()) {
+                        if agent.turns() >= p.conversation_turns {
+                            agent.reset_conversation();
+                        }
+                        let words = if agent.turns() == 0 {
+                            text.words_in(p.prompt_words.clone())
+                        } else {
+                            text.words_in(p.followup_words.clone())
+                        };
+                        agent.send_turn(words).await;
+                        agent.think(until(end, text.think(p.turn_gap))).await;
+                    }
+                    agent.think(until(end, text.think(p.idle_gap))).await;
+                }
+                agent
+            }
+        })
+        .await;
+    let mut report = base_report(name, target);
+    report.config("span_s", span.as_secs_f64());
+    let mut all = Vec::new();
+    let mut per_profile = serde_json::Map::new();
+    let mut verdicts = Vec::new();
+    for (i, (id, records)) in by_agent.iter().enumerate() {
+        let m = MetricsCollector::analyze(records);
+        let profile = profiles[i].name;
+        per_profile.insert(
+            profile.to_owned(),
+            serde_json::json!({
+                "agent": id,
+                "requests": m.total,
+                "successful": m.successful,
+                "p50_ms": m.success_latency.p50.as_secs_f64() * 1000.0,
+                "p95_ms": m.success_latency.p95.as_secs_f64() * 1000.0,
+                "ttft_p50_ms": m.ttft.p50.as_secs_f64() * 1000.0,
+                "request_hit_rate": m.cache.request_hit_rate,
+                "token_hit_rate": m.cache.token_hit_rate,
+                "prompt_tokens": m.cache.prompt_tokens,
+            }),
+        );
+        let mut v = checks::completed(&m, m.total.max(1));
+        v.check = format!("completed_{profile}");
+        verdicts.push(v);
+        if profile == "long_context_occasional" {
+            let mut v = checks::cache_hit_rate(&m, 0.8);
+            v.check = "long_context_followups_hit".to_owned();
+            verdicts.push(v);
+        }
+        all.extend(records.iter().cloned());
+    }
+    let m = MetricsCollector::analyze(&all);
+    let window = (span / 10).max(Duration::from_secs(1));
+    let mut windows = semantic_stress::metrics::WindowedSeries::new(started, window);
+    for r in &all {
+        windows.record(r);
+    }
+    let memory_samples = match sampler {
+        Some(s) => s.stop().await,
+        None => Vec::new(),
+    };
+    report.series = Some(semantic_stress::report::Series {
+        windows: windows.windows(),
+        memory: semantic_stress::metrics::MemoryTrend::from_samples(&memory_samples, window),
+        memory_samples,
+        degradation: windows.degradation(2),
+    });
+    report.figure("profiles", per_profile);
+    verdicts.push(checks::all_answered(&m));
+    report.verdicts(verdicts);
+    report.metrics = Some(m);
+    report
+}
+
+/// `pause`, cut short at `end`.
+fn until(end: Instant, pause: Duration) -> Duration {
+    pause.min(end.saturating_duration_since(Instant::now()))
+}
