@@ -324,6 +324,7 @@ impl StressHarness {
         let progress = options.progress.clone().map(|f| {
             let tally = Arc::clone(&run.tally);
             let memory = Arc::clone(&memory);
+            let streaming = Arc::clone(&streaming);
             let (every, total) = (options.progress_interval, options.duration);
             tokio::spawn(async move {
                 let mut tick = tokio::time::interval(every.max(Duration::from_millis(100)));
@@ -337,6 +338,7 @@ impl StressHarness {
                         errors: tally.errors(),
                         rejected: tally.rejected(),
                         server_rss_bytes: memory.latest(),
+                        recent_p95: streaming.recent_p95(),
                     });
                 }
             })

@@ -118,6 +118,8 @@ pub struct Progress {
     pub rejected: u64,
     /// Latest server resident memory, if sampled.
     pub server_rss_bytes: Option<u64>,
+    /// p95 latency of successes in the latest window that has any.
+    pub recent_p95: Option<Duration>,
 }
 
 /// What a sustained run measured.
@@ -196,6 +198,20 @@ impl Streaming {
     pub(crate) fn finish(&self, k: usize) -> (LoadMetrics, Vec<Window>, Option<Degradation>) {
         let state = self.state.lock().unwrap_or_else(PoisonError::into_inner);
         (state.0.metrics(), state.1.windows(), state.1.degradation(k))
+    }
+}
+
+impl Streaming {
+    /// p95 of successes in the latest window that has any. Time: O(windows).
+    pub(crate) fn recent_p95(&self) -> Option<Duration> {
+        let state = self.state.lock().unwrap_or_else(PoisonError::into_inner);
+        state
+            .1
+            .windows()
+            .iter()
+            .rev()
+            .find(|w| w.latency.count > 0)
+            .map(|w| w.latency.p95)
     }
 }
 

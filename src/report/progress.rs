@@ -161,10 +161,14 @@ impl ProgressPrinter {
         };
         let _ = write!(
             s,
-            " | {} req ({rate:.1}/s) | errors {:.2}% | rejected {:.2}% | server rss ",
+            " | {} req ({rate:.1}/s) | errors {:.2}% | rejected {:.2}% | p95 {} | server rss ",
             p.sent,
             pct(p.errors),
-            pct(p.rejected)
+            pct(p.rejected),
+            p.recent_p95.map_or("n/a".to_owned(), |d| format!(
+                "{:.1} ms",
+                d.as_secs_f64() * 1000.0
+            ))
         );
         match p.server_rss_bytes {
             Some(b) => {
@@ -214,6 +218,7 @@ mod tests {
             errors: 2,
             rejected: 10,
             server_rss_bytes: Some(64 * 1024 * 1024),
+            recent_p95: Some(Duration::from_millis(42)),
         }
     }
 
@@ -227,7 +232,7 @@ mod tests {
         }
         let text = out.text();
         assert_eq!(text.lines().count(), 4, "{text}");
-        assert!(text.contains("errors 1.00% | rejected 5.00% | server rss 64.0 MiB"));
+        assert!(text.contains("errors 1.00% | rejected 5.00% | p95 42.0 ms | server rss 64.0 MiB"));
         assert!(!text.contains('\r'));
     }
 
