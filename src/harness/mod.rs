@@ -313,13 +313,10 @@ impl StressHarness {
         load.validate()?;
         let started = Instant::now();
         let streaming = Arc::new(Streaming::new(started, options.window, self.config.seed));
-        let run = Arc::new(RunShared {
-            client: self.client.clone(),
-            sink: Arc::clone(&streaming) as Arc<dyn Sink>,
-            tally: Arc::new(Tally::default()),
-            model: self.config.model.clone(),
-            deadline: started + options.duration + self.config.timeout,
-        });
+        let run = self.shared(
+            started + options.duration + self.config.timeout,
+            Arc::clone(&streaming) as Arc<dyn Sink>,
+        );
         let memory = Arc::new(ServerMemory::start(&options, &self.client));
         let progress = options.progress.clone().map(|f| {
             let tally = Arc::clone(&run.tally);
