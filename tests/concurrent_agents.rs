@@ -39,7 +39,7 @@ async fn test_cache_isolation_under_load() {
         &target,
         "test_cache_isolation_under_load",
         env_workers(AGENTS),
-        4,
+        TURNS,
     )
     .await;
     finish(&report);
