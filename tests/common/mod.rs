@@ -150,24 +150,52 @@ impl Target {
         StressHarness::new(adjust(self.config())).expect("valid harness configuration")
     }
 
-    /// Resets server state after a test: `DELETE /admin/caches` on an external server when
-    /// `SEMANTIC_ADMIN_KEY` is set (a spawned server is simply stopped).
-    pub async fn cleanup(&self, harness: &StressHarness) {
-        if let Some(key) = &self.admin_key {
-            let request = semantic_stress::Request::bare(http::Method::DELETE, "/admin/caches")
-                .header(
-                    http::HeaderName::from_static("x-admin-key"),
-                    http::HeaderValue::from_str(key).expect("admin key is a valid header"),
-                );
-            if let Err(e) = harness.client().control(&request).await {
-                eprintln!("cleanup: {e}");
-            }
+    /// Resets an external server's caches after a test: `DELETE /admin/caches` with
+    /// `X-Admin-Key` when `SEMANTIC_ADMIN_KEY` is set. Runs when the target is dropped, so also
+    /// after a failed test; bounded by a 5 s timeout. A spawned server is simply stopped.
+    fn cleanup(&self) {
+        let Some(key) = &self.admin_key else { return };
+        let authority = self
+            .base_url
+            .trim_start_matches("http://")
+            .split('/')
+            .next()
+            .unwrap_or_default()
+            .to_owned();
+        let result = (|| -> std::io::Result<String> {
+            use std::io::{Read, Write};
+            use std::net::ToSocketAddrs;
+            let addr = authority
+                .to_socket_addrs()?
+                .next()
+                .ok_or_else(|| std::io::Error::other("no address"))?;
+            let timeout = Duration::from_secs(5);
+            let mut stream = std::net::TcpStream::connect_timeout(&addr, timeout)?;
+            stream.set_read_timeout(Some(timeout))?;
+            stream.set_write_timeout(Some(timeout))?;
+            write!(
+                stream,
+                "DELETE /admin/caches HTTP/1.1\r\nHost: {authority}\r\nX-Admin-Key: {key}\r\nContent-Length: 0\r\nConnection: close\r\n\r\n"
+            )?;
+            let mut head = [0u8; 64];
+            let n = stream.read(&mut head)?;
+            Ok(String::from_utf8_lossy(&head[..n])
+                .lines()
+                .next()
+                .unwrap_or_default()
+                .to_owned())
+        })();
+        match result {
+            Ok(status) if status.contains(" 2") => {}
+            Ok(status) => eprintln!("cleanup: DELETE /admin/caches answered {status:?}"),
+            Err(e) => eprintln!("cleanup: DELETE /admin/caches failed: {e}"),
         }
     }
 }
 
 impl Drop for Target {
     fn drop(&mut self) {
+        self.cleanup();
         if let Some(child) = &mut self.child {
             let _ = child.kill();
             let _ = child.wait();
