@@ -3,8 +3,8 @@
 //! One pooled hyper-util HTTP/1.1 client per harness. Traps of this stack, handled here:
 //! - the legacy client has no cap on connections: the harness caps concurrency itself (one
 //!   in-flight request per worker), so the pool never holds more than `workers` connections;
-//! - its idle pool outlives hyper's 30 s server idle timeout: the idle timeout here is lower
-//!   (with a pool timer, without which it is not enforced);
+//! - its idle pool (90 s) outlives servers' keep-alive timeouts (uvicorn 5 s, hyper 30 s): the
+//!   idle timeout here is 4 s (with a pool timer, without which it is not enforced);
 //! - `retry_canceled_requests` would retry failures silently: it is off, every failure counts;
 //! - no local address is bound before connect (that exhausts loopback ports under churn).
 //!
@@ -245,7 +245,7 @@ impl Client {
         connector.set_nodelay(true);
         connector.set_connect_timeout(Some(config.connect_timeout));
         let http = HyperClient::builder(TokioExecutor::new())
-            .pool_idle_timeout(Duration::from_secs(20))
+            .pool_idle_timeout(conn::IDLE_LIMIT)
             .pool_timer(TokioTimer::new())
             .pool_max_idle_per_host(config.connections.max(1))
             .retry_canceled_requests(false)

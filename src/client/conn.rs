@@ -5,8 +5,9 @@
 //! that hands the connection back after each response, and parsing an absolute URI. The
 //! connection count is capped by construction (one per worker). Traps handled here:
 //! - a connection idle for longer than [`IDLE_LIMIT`] is not reused: the server may be closing
-//!   it (hyper's server idle timeout is 30 s), and a request written into a closing connection
-//!   fails for a reason that is not the server's load;
+//!   it (uvicorn closes idle keep-alive connections after 5 s by default, hyper's server after
+//!   30 s), and a request written into a closing connection fails for a reason that is not the
+//!   server's load;
 //! - a connection is reused only after an exchange that read its whole response; any failure,
 //!   timeout or cancellation drops it (a half-read response would poison the next request);
 //! - no local address is bound before connect.
@@ -22,9 +23,10 @@ use tokio::net::TcpStream;
 
 use super::error_chain;
 
-/// Longest idle time after which a connection is replaced rather than reused (as the pool's
-/// idle timeout: under the 30 s server idle timeout of hyper).
-pub(super) const IDLE_LIMIT: Duration = Duration::from_secs(20);
+/// Longest idle time after which a connection is replaced rather than reused: under the
+/// shortest keep-alive timeout common among servers (uvicorn's 5 s; hyper's is 30 s). A
+/// reconnect after a pause this long costs nothing measurable.
+pub(crate) const IDLE_LIMIT: Duration = Duration::from_secs(4);
 
 /// A worker's connection, opened on first use and reopened when it cannot be reused.
 #[derive(Debug, Default)]
