@@ -66,7 +66,7 @@ pub fn isolation(e: &IsolationEvidence, min_same_hit_rate: f64) -> Vec<Verdict> 
     ]
 }
 
-/// The pool recovered: a normal request succeeded at baseline latency within `max` after load
+/// The pool recovered: normal requests succeeded in a row at baseline latency within `max` after load
 /// stopped (seed: 30 s). `None`: it never did within the measurement window.
 pub fn recovery(time: Option<Duration>, max: Duration) -> Verdict {
     Verdict::new(
@@ -76,7 +76,7 @@ pub fn recovery(time: Option<Duration>, max: Duration) -> Verdict {
         time.map_or("never".to_owned(), |t| format!("{:.2} s", t.as_secs_f64())),
         match time {
             Some(t) => format!(
-                "normal requests succeeded at baseline latency {:.2} s after load stopped",
+                "normal requests succeeded in a row at baseline latency {:.2} s after load stopped",
                 t.as_secs_f64()
             ),
             None => "normal requests did not succeed in a row at baseline latency within the measurement window".to_owned(),
