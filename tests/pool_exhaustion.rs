@@ -2,7 +2,8 @@
 //! `Retry-After`, never a crash — and recovers when load subsides.
 //!
 //! Run: `cargo test --features stress --test pool_exhaustion` (against the embedded reference
-//! server, or the server at `SEMANTIC_BASE_URL`). Reports: `target/stress-reports/`.
+//! server, or the server at `SEMANTIC_BASE_URL`). Reports: `target/stress-reports/`. With
+//! `--features resource-intensive`, a burst ten times larger runs too.
 
 mod common;
 
@@ -80,5 +81,17 @@ async fn test_pool_recovery_after_load() {
         RECOVERY_MAX,
     )
     .await;
+    finish(&report);
+}
+
+/// Ten times the seed's burst: 1,500 connections at once (raise `ulimit -n` past 4,000 for an
+/// external server on the same machine).
+#[cfg(feature = "resource-intensive")]
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[file_serial(stress)]
+async fn test_1500_concurrent_requests() {
+    let target = Target::start(&[]);
+    let report =
+        scenarios::concurrent_burst(&target, "test_1500_concurrent_requests", BURST * 10).await;
     finish(&report);
 }
