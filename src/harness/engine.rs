@@ -22,8 +22,13 @@ use super::load::{Activity, ArrivalClock, Load, Pacing, worker_active};
 use super::pacer::Pacer;
 use super::shards::Shards;
 
-/// Timer lag above which the generator is called saturated, at p99.
+/// Timer lag above which the generator is called saturated, at p99: at least this…
 const SATURATION_LAG: Duration = Duration::from_millis(2);
+/// …or this share of the mean gap between slots, if larger: a few milliseconds of lag do not
+/// change a schedule of one request a second, and flagging them would cry wolf.
+const SATURATION_LAG_SHARE_OF_GAP: f64 = 0.05;
+/// How far past its due time a slot must be taken to count as late (every worker was busy).
+const LATE_SLOT: Duration = Duration::from_millis(1);
 /// Share of open-loop slots taken late (every worker busy: the in-flight cap was reached) above
 /// which the generator is called saturated. A few late slots happen in any paced run (a worker
 /// that frees up just after a due time); one in a hundred does not.
@@ -52,8 +57,9 @@ pub struct GeneratorStats {
     pub timer_lag_p99_ms: f64,
     /// Largest timer lag, in milliseconds.
     pub timer_lag_max_ms: f64,
-    /// Whether the generator fell behind its own schedule: timer lag p99 over 2 ms, or more
-    /// than 1% of open-loop slots taken late because the in-flight cap was reached. The numbers
+    /// Whether the generator fell behind its own schedule: timer lag p99 over 2 ms (or over 5%
+    /// of the mean gap between slots, if larger), or more than 1% of open-loop slots taken late
+    /// because the in-flight cap was reached. The numbers
     /// then describe the generator (its timers or its worker count) as much as the server.
     pub saturated: bool,
     /// Steps cancelled at the hard deadline.
@@ -151,15 +157,27 @@ impl Scheduler {
                 if !fired {
                     tokio::time::sleep_until(due.into()).await;
                 }
-                let late = Instant::now().saturating_duration_since(due);
-                // Microseconds fit in u64 for any lag a run can have; clamp to the histogram.
-                let us = u64::try_from(late.as_micros()).unwrap_or(u64::MAX).max(1);
-                self.lag.with(|h| h.saturating_record(us));
+                self.record_lag(Instant::now().saturating_duration_since(due));
             } else {
-                self.late.fetch_add(1, Ordering::Relaxed);
+                let behind = Instant::now().saturating_duration_since(due);
+                if behind <= LATE_SLOT {
+                    // Taken as it fell due (the run's first slot, or a worker freed just then):
+                    // on time, with that small lag.
+                    self.record_lag(behind);
+                } else {
+                    self.late.fetch_add(1, Ordering::Relaxed);
+                }
             }
         }
         Some(Slot { index, due })
+    }
+}
+
+impl Scheduler {
+    fn record_lag(&self, lag: Duration) {
+        // Microseconds fit in u64 for any lag a run can have; clamp to the histogram.
+        let us = u64::try_from(lag.as_micros()).unwrap_or(u64::MAX).max(1);
+        self.lag.with(|h| h.saturating_record(us));
     }
 }
 
@@ -223,8 +241,10 @@ where
     }
     // Slot counts stay far below 2^53, where u64 → f64 is exact.
     let late_share = stats.late_slots as f64 / stats.slots.max(1) as f64;
-    stats.saturated = stats.timer_lag_p99_ms > SATURATION_LAG.as_secs_f64() * 1000.0
-        || late_share > SATURATION_LATE_SHARE;
+    let mean_gap_ms = start.elapsed().as_secs_f64() * 1000.0 / stats.slots.max(1) as f64;
+    let lag_bound_ms =
+        (SATURATION_LAG.as_secs_f64() * 1000.0).max(SATURATION_LAG_SHARE_OF_GAP * mean_gap_ms);
+    stats.saturated = stats.timer_lag_p99_ms > lag_bound_ms || late_share > SATURATION_LATE_SHARE;
     stats
 }
 
