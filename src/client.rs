@@ -478,8 +478,7 @@ impl Client {
             .headers()
             .get(RETRY_AFTER)
             .and_then(|v| v.to_str().ok())
-            .and_then(|v| v.trim().parse::<u64>().ok())
-            .map(Duration::from_secs);
+            .and_then(retry_after);
         let is_sse = response
             .headers()
             .get(CONTENT_TYPE)
@@ -545,6 +544,17 @@ impl Client {
             ),
         });
     }
+}
+
+/// A `Retry-After` value as the contract allows it: whole seconds, at least 1 (`0` invites a
+/// retry storm; the HTTP-date form is not used by this server family).
+fn retry_after(value: &str) -> Option<Duration> {
+    value
+        .trim()
+        .parse::<u64>()
+        .ok()
+        .filter(|s| *s >= 1)
+        .map(Duration::from_secs)
 }
 
 fn response_is_success(status: u16) -> bool {
@@ -735,6 +745,14 @@ mod tests {
         assert_eq!(classify_failure(400, false, true, &g), Outcome::ClientError);
         assert_eq!(classify_failure(500, false, true, &g), Outcome::ServerError);
         assert_eq!(classify_failure(302, false, false, &g), Outcome::Protocol);
+    }
+
+    #[test]
+    fn retry_after_is_whole_seconds_of_at_least_one() {
+        assert_eq!(retry_after(" 3 "), Some(Duration::from_secs(3)));
+        assert_eq!(retry_after("0"), None);
+        assert_eq!(retry_after("1.5"), None);
+        assert_eq!(retry_after("Wed, 21 Oct 2015 07:28:00 GMT"), None);
     }
 
     #[test]

@@ -80,7 +80,7 @@ pub use harness::{DEFAULT_BASE_URL, DEFAULT_DURATION, DEFAULT_TIMEOUT};
 pub use harness::{Progress, ProgressFn, Sustained, SustainedLoadMetrics};
 pub use memory::{MemorySample, MemorySampler, process_rss_bytes, prometheus_rss_bytes};
 pub use metrics::{LoadMetrics, MetricsCollector, Outcome, RequestResult};
-pub use probe::{Probe, pool_utilization};
+pub use probe::{Probe, Probed, pool_utilization};
 pub use report::Report;
 
 // The README's Rust examples compile as doctests.

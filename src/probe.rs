@@ -2,55 +2,90 @@
 //! a load runs.
 
 use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
+use tokio::sync::Notify;
 use tokio::task::JoinHandle;
 
 use crate::{Client, Request, RequestResult};
 
+/// Shortest interval between probes: a probe must not become load itself.
+const MIN_INTERVAL: Duration = Duration::from_millis(1);
+
 /// A background prober: sends one request every `interval` until stopped, keeping at most
-/// `max_samples` records (the oldest are kept; later probes are still sent but counted only).
+/// `max_samples` records (the first ones; later probes are still sent, and counted).
+///
+/// Dropping it without [`stop`](Self::stop) ends the probing too.
 #[derive(Debug)]
 pub struct Probe {
-    stop: Arc<AtomicBool>,
-    task: JoinHandle<(Vec<RequestResult>, u64)>,
+    stop: Arc<Notify>,
+    task: Option<JoinHandle<Probed>>,
+}
+
+/// What a stopped [`Probe`] saw.
+#[derive(Debug, Clone, Default)]
+pub struct Probed {
+    /// The records kept, in the order sent.
+    pub results: Vec<RequestResult>,
+    /// Probes sent after `max_samples` records were kept.
+    pub not_kept: u64,
 }
 
 impl Probe {
-    /// Starts probing with `request` through `client`.
+    /// Starts probing with `request` through `client` (intervals under 1 ms count as 1 ms).
     pub fn start(client: Client, request: Request, interval: Duration, max_samples: usize) -> Self {
-        let stop = Arc::new(AtomicBool::new(false));
-        let flag = Arc::clone(&stop);
+        let interval = interval.max(MIN_INTERVAL);
+        let stop = Arc::new(Notify::new());
+        let stopped = Arc::clone(&stop);
         let task = tokio::spawn(async move {
-            let mut kept = Vec::new();
-            let mut dropped = 0u64;
+            let mut probed = Probed::default();
             let mut next = Instant::now();
-            // Acquire pairs with the Release store in `stop`.
-            while !flag.load(Ordering::Acquire) {
-                let r = client.send(&request, next).await;
-                if kept.len() < max_samples {
-                    kept.push(r);
+            loop {
+                // A probe in flight finishes (bounded by the client's timeout) and is recorded.
+                let result = client.send(&request, next).await;
+                if probed.results.len() < max_samples {
+                    probed.results.push(result);
                 } else {
-                    dropped += 1;
+                    probed.not_kept += 1;
                 }
-                next += interval;
-                let now = Instant::now();
-                if next < now {
-                    next = now;
+                next = next
+                    .checked_add(interval)
+                    .unwrap_or(next)
+                    .max(Instant::now());
+                tokio::select! {
+                    () = tokio::time::sleep_until(next.into()) => {}
+                    () = stopped.notified() => break,
                 }
-                tokio::time::sleep_until(next.into()).await;
             }
-            (kept, dropped)
+            probed
         });
-        Self { stop, task }
+        Self {
+            stop,
+            task: Some(task),
+        }
     }
 
-    /// Stops probing and returns the records (the probe in flight, bounded by the client's
-    /// timeout, is waited for).
+    /// Stops probing (after the probe in flight, if any, within the client's timeout) and
+    /// returns the records kept.
     pub async fn stop(self) -> Vec<RequestResult> {
-        self.stop.store(true, Ordering::Release);
-        self.task.await.map(|(kept, _)| kept).unwrap_or_default()
+        self.finish().await.results
+    }
+
+    /// Like [`stop`](Self::stop), with the count of probes not kept.
+    pub async fn finish(mut self) -> Probed {
+        self.stop.notify_one();
+        match self.task.take() {
+            Some(task) => task.await.unwrap_or_default(),
+            None => Probed::default(),
+        }
+    }
+}
+
+impl Drop for Probe {
+    fn drop(&mut self) {
+        if let Some(task) = self.task.take() {
+            task.abort();
+        }
     }
 }
 

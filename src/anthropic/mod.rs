@@ -145,7 +145,10 @@ impl Usage {
     /// Whether `input_tokens` already includes the cached tokens (this server family's
     /// convention): `input_tokens >= cache_read + cache_creation`.
     pub fn is_inclusive(&self) -> bool {
-        self.input_tokens >= self.cache_read_input_tokens + self.cache_creation_input_tokens
+        self.input_tokens
+            >= self
+                .cache_read_input_tokens
+                .saturating_add(self.cache_creation_input_tokens)
     }
 
     /// The whole prompt in tokens, whichever convention the server uses.
@@ -153,7 +156,9 @@ impl Usage {
         if self.is_inclusive() {
             self.input_tokens
         } else {
-            self.input_tokens + self.cache_read_input_tokens + self.cache_creation_input_tokens
+            self.input_tokens
+                .saturating_add(self.cache_read_input_tokens)
+                .saturating_add(self.cache_creation_input_tokens)
         }
     }
 }

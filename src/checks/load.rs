@@ -75,6 +75,18 @@ pub fn only_graceful_failures(m: &LoadMetrics) -> Verdict {
     )
 }
 
+/// The server served part of the load: at least `min` successes. A server that rejects
+/// everything gracefully has not handled the load, it has refused it.
+pub fn served_some(m: &LoadMetrics, min: u64) -> Verdict {
+    Verdict::new(
+        "served_some",
+        m.successful >= min,
+        format!(">= {min} successes"),
+        format!("{} of {}", m.successful, m.total),
+        format!("status codes {:?}", m.status_codes),
+    )
+}
+
 /// Graceful rejections appear under exhaustion: at least `min` of them.
 pub fn rejections_seen(m: &LoadMetrics, min: u64) -> Verdict {
     Verdict::new(

@@ -11,7 +11,7 @@ mod trends;
 pub use load::{
     all_answered, cache_hit_rate, completed, error_rate, latency_p95, no_early_rejections,
     no_server_errors, only_graceful_failures, pool_reached, rejections_fast, rejections_seen,
-    rejections_well_formed,
+    rejections_well_formed, served_some,
 };
 pub use server::{IsolationEvidence, accounted, health_responsive, isolation, recovery};
 pub use trends::{memory_growth, no_degradation};

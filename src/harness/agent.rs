@@ -151,7 +151,7 @@ impl Agent {
 
     /// Sleeps for `d` (think time), never past the run's deadline.
     pub async fn think(&self, d: Duration) {
-        let until = (Instant::now() + d).min(self.run.deadline);
+        let until = super::later(Instant::now(), d).min(self.run.deadline);
         tokio::time::sleep_until(until.into()).await;
     }
 

@@ -13,6 +13,12 @@ pub const DEFAULT_BASE_URL: &str = "http://localhost:8000";
 pub const DEFAULT_DURATION: Duration = Duration::from_secs(3600);
 /// Default request timeout: the seed's 30 s.
 pub const DEFAULT_TIMEOUT: Duration = Duration::from_secs(30);
+/// Slowest pacing accepted, requests per second (one a day).
+const MIN_RATE: f64 = 1.0 / 86_400.0;
+/// Longest request timeout accepted: an hour.
+const MAX_TIMEOUT: Duration = Duration::from_secs(3600);
+/// Longest sustained run accepted: thirty days.
+const MAX_DURATION: Duration = Duration::from_secs(30 * 24 * 3600);
 
 /// Settings of a [`StressHarness`](crate::StressHarness).
 ///
@@ -215,12 +221,24 @@ impl StressConfig {
             return bad("workers", "must be at least 1".to_owned());
         }
         if let Some(r) = self.rate_limit
-            && !(r.is_finite() && r > 0.0)
+            && !(r.is_finite() && r >= MIN_RATE)
         {
-            return bad("rate_limit", format!("{r} is not a positive rate"));
+            return bad(
+                "rate_limit",
+                format!("{r} is not a rate of at least {MIN_RATE} per second"),
+            );
         }
-        if self.timeout.is_zero() {
-            return bad("timeout", "must be positive".to_owned());
+        if self.timeout.is_zero() || self.timeout > MAX_TIMEOUT {
+            return bad(
+                "timeout",
+                format!("{:?} is not between 0 and {MAX_TIMEOUT:?}", self.timeout),
+            );
+        }
+        if self.duration > MAX_DURATION {
+            return bad(
+                "duration",
+                format!("{:?} is longer than {MAX_DURATION:?}", self.duration),
+            );
         }
         if self.connect_timeout.is_zero() {
             return bad("connect_timeout", "must be positive".to_owned());

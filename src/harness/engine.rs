@@ -104,7 +104,7 @@ impl Scheduler {
     }
 
     fn stop_at(&self) -> Option<Instant> {
-        self.load.stop.after.map(|d| self.start + d)
+        self.load.stop.after.map(|d| super::later(self.start, d))
     }
 
     /// The next slot for `worker`, or `None` when the run stops scheduling. Open-loop waits
@@ -133,7 +133,7 @@ impl Scheduler {
                 // pacer is told under the same lock so that it gets them in due order.
                 let mut clock = clock.lock().unwrap_or_else(PoisonError::into_inner);
                 let index = self.issued.fetch_add(1, Ordering::Relaxed);
-                let due = self.start + clock.next_offset();
+                let due = super::later(self.start, clock.next_offset());
                 if self.past_stop(index, due, stop_at) {
                     return None;
                 }

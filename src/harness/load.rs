@@ -119,7 +119,9 @@ impl Load {
 
     /// A closed-loop ramp through `stages`; workers = the largest stage.
     pub fn ramp(stages: Vec<Stage>) -> Self {
-        let total = stages.iter().map(|s| s.hold).sum();
+        let total = stages
+            .iter()
+            .fold(Duration::ZERO, |t, s| t.saturating_add(s.hold));
         Self {
             workers: stages.iter().map(|s| s.concurrency).max().unwrap_or(1),
             pacing: Pacing::Closed,
@@ -209,7 +211,8 @@ impl ArrivalClock {
                 (i / *size as u64) as f64 * every.as_secs_f64()
             }
         };
-        Duration::from_secs_f64(secs.max(0.0))
+        // Huge offsets (a vanishing rate) saturate: the slot is then past any stop time.
+        Duration::try_from_secs_f64(secs.max(0.0)).unwrap_or(Duration::MAX)
     }
 }
 

@@ -181,7 +181,10 @@ impl StressHarness {
         Fut: Future<Output = Agent> + Send + 'static,
     {
         let bound = self.config.duration.min(UNTIMED_RUN_BOUND);
-        let (run, sink) = self.shared_keep_all(Instant::now() + bound + self.config.timeout);
+        let (run, sink) = self.shared_keep_all(later(
+            Instant::now(),
+            bound.saturating_add(self.config.timeout),
+        ));
         let agents = self.agents(n_agents, true, &run);
         let ids: Vec<String> = agents.iter().map(|a| a.id().to_owned()).collect();
         engine::run_once(agents, &run, self.config.grace, workload).await;
@@ -314,7 +317,10 @@ impl StressHarness {
         let started = Instant::now();
         let streaming = Arc::new(Streaming::new(started, options.window, self.config.seed));
         let run = self.shared(
-            started + options.duration + self.config.timeout,
+            later(
+                started,
+                options.duration.saturating_add(self.config.timeout),
+            ),
             Arc::clone(&streaming) as Arc<dyn Sink>,
         );
         let memory = Arc::new(ServerMemory::start(&options, &self.client));
@@ -408,7 +414,8 @@ impl StressHarness {
     }
 
     /// The hard deadline of a run: its duration plus the timeout, or for count-bounded runs
-    /// enough rounds of timeouts to finish, capped at 10 minutes.
+    /// the time the schedule needs (when the last arrival falls due, in an open loop) plus
+    /// enough rounds of timeouts to finish, the rounds capped at 10 minutes.
     fn deadline_for(&self, load: &Load, start: Instant) -> Instant {
         let bound = match load.stop.after {
             Some(d) => d,
@@ -416,13 +423,15 @@ impl StressHarness {
                 let n = load.stop.requests.unwrap_or(1);
                 let rounds = n.div_ceil(load.workers.max(1) as u64);
                 let rounds = u32::try_from(rounds).unwrap_or(u32::MAX);
-                self.config
+                let service = self
+                    .config
                     .timeout
                     .saturating_mul(rounds)
-                    .min(UNTIMED_RUN_BOUND)
+                    .min(UNTIMED_RUN_BOUND);
+                schedule_span(&load.pacing, n).saturating_add(service)
             }
         };
-        start + bound + self.config.timeout
+        later(start, bound.saturating_add(self.config.timeout))
     }
 
     fn shared_keep_all(&self, deadline: Instant) -> (Arc<RunShared>, Arc<KeepAll>) {
@@ -461,6 +470,34 @@ async fn send_one(mut agent: Agent, request: Request) -> Agent {
     agent
 }
 
+/// When the last of `n` arrivals falls due, from the start: exact for constant and burst
+/// arrivals, with six standard deviations of margin for Poisson ones.
+fn schedule_span(pacing: &Pacing, n: u64) -> Duration {
+    // Request counts stay far below 2^53: the conversions are exact.
+    let n = n as f64;
+    let secs = match pacing {
+        Pacing::Closed => 0.0,
+        Pacing::Open(Arrivals::Constant { per_second }) => n / per_second,
+        Pacing::Open(Arrivals::Poisson { per_second, .. }) => {
+            (n + 6.0 * n.sqrt()) / per_second + 1.0
+        }
+        Pacing::Open(Arrivals::Bursts { size, every }) => {
+            (n / (*size).max(1) as f64).ceil() * every.as_secs_f64()
+        }
+    };
+    Duration::try_from_secs_f64(secs).unwrap_or(Duration::MAX)
+}
+
+/// `t + d`, or a time so far ahead that no run reaches it when that would overflow.
+pub(crate) fn later(t: Instant, d: Duration) -> Instant {
+    t.checked_add(d)
+        .or_else(|| t.checked_add(FAR_FUTURE))
+        .unwrap_or(t)
+}
+
+/// A century: "never" for a deadline.
+const FAR_FUTURE: Duration = Duration::from_secs(100 * 365 * 24 * 3600);
+
 fn take(sink: &KeepAll) -> Vec<RequestResult> {
     std::mem::take(&mut *sink.0.lock().unwrap_or_else(PoisonError::into_inner))
 }
@@ -477,4 +514,53 @@ fn run_tag(seed: u64) -> String {
         .unwrap_or(0);
     let mix = seed ^ u64::from(nanos) ^ (u64::from(std::process::id()) << 32) ^ (n << 20);
     format!("{:08x}", mix & 0xffff_ffff)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_schedule_bounds_count_bounded_open_runs() {
+        let bursts = Pacing::Open(Arrivals::Bursts {
+            size: 2,
+            every: Duration::from_secs(2),
+        });
+        assert_eq!(schedule_span(&bursts, 20), Duration::from_secs(20));
+        let constant = Pacing::Open(Arrivals::Constant { per_second: 2.0 });
+        assert_eq!(schedule_span(&constant, 150), Duration::from_secs(75));
+        let poisson = Pacing::Open(Arrivals::Poisson {
+            per_second: 100.0,
+            seed: 1,
+        });
+        assert!(schedule_span(&poisson, 10_000) > Duration::from_secs(100));
+        assert_eq!(schedule_span(&Pacing::Closed, 10), Duration::ZERO);
+    }
+
+    #[test]
+    fn far_deadlines_do_not_overflow() {
+        let now = Instant::now();
+        assert!(later(now, Duration::MAX) > now + Duration::from_secs(3600 * 24 * 365));
+        let harness = StressHarness::new(StressConfig::new("http://127.0.0.1:9")).unwrap();
+        let load = Load::open(
+            1,
+            Arrivals::Constant { per_second: 1e-300 },
+            Stop::requests(3),
+        );
+        assert!(harness.deadline_for(&load, now) > now);
+    }
+
+    #[test]
+    fn absurd_settings_are_refused_with_their_name() {
+        let err =
+            StressHarness::new(StressConfig::new("http://127.0.0.1:9").timeout(Duration::MAX))
+                .unwrap_err()
+                .to_string();
+        assert!(err.contains("timeout"), "{err}");
+        let err =
+            StressHarness::new(StressConfig::new("http://127.0.0.1:9").rate_limit(Some(1e-19)))
+                .unwrap_err()
+                .to_string();
+        assert!(err.contains("rate_limit"), "{err}");
+    }
 }

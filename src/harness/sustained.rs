@@ -223,6 +223,8 @@ impl Sink for Streaming {
     }
 }
 
+/// Shortest interval between `/metrics` scrapes.
+const MIN_SCRAPE_INTERVAL: Duration = Duration::from_millis(100);
 /// Samples kept by the `/metrics` scraper before it decimates (as the pid sampler does).
 const SCRAPE_CAPACITY: usize = 4096;
 
@@ -263,7 +265,8 @@ impl ServerMemory {
         let state = Arc::new(Mutex::new(ScrapeState::default()));
         let shared = Arc::clone(&state);
         let client = client.clone();
-        let mut every = options.memory_interval;
+        // A zero interval would scrape back to back: load on the server under test.
+        let mut every = options.memory_interval.max(MIN_SCRAPE_INTERVAL);
         let task = tokio::spawn(async move {
             let start = Instant::now();
             let request = Request::get("/metrics");

@@ -44,9 +44,13 @@ impl CacheStats {
             self.eligible += 1;
             self.hits += u64::from(usage.cache_read_input_tokens > 0);
         }
-        self.cache_read_tokens += usage.cache_read_input_tokens;
-        self.cache_creation_tokens += usage.cache_creation_input_tokens;
-        self.prompt_tokens += usage.prompt_tokens();
+        self.cache_read_tokens = self
+            .cache_read_tokens
+            .saturating_add(usage.cache_read_input_tokens);
+        self.cache_creation_tokens = self
+            .cache_creation_tokens
+            .saturating_add(usage.cache_creation_input_tokens);
+        self.prompt_tokens = self.prompt_tokens.saturating_add(usage.prompt_tokens());
         match convention(&usage) {
             Some(true) => self.inclusive_responses += 1,
             Some(false) => self.anthropic_responses += 1,
@@ -61,9 +65,13 @@ impl CacheStats {
     pub(crate) fn merge(&mut self, other: &Self) {
         self.eligible += other.eligible;
         self.hits += other.hits;
-        self.cache_read_tokens += other.cache_read_tokens;
-        self.cache_creation_tokens += other.cache_creation_tokens;
-        self.prompt_tokens += other.prompt_tokens;
+        self.cache_read_tokens = self
+            .cache_read_tokens
+            .saturating_add(other.cache_read_tokens);
+        self.cache_creation_tokens = self
+            .cache_creation_tokens
+            .saturating_add(other.cache_creation_tokens);
+        self.prompt_tokens = self.prompt_tokens.saturating_add(other.prompt_tokens);
         self.inclusive_responses += other.inclusive_responses;
         self.anthropic_responses += other.anthropic_responses;
         self.undetermined_responses += other.undetermined_responses;

@@ -119,6 +119,10 @@ pub struct LoadMetrics {
     pub output_tokens: u64,
     /// `output_tokens / duration`.
     pub output_tokens_per_s: f64,
+    /// Successful requests per second: `successful / duration` (beside `throughput_rps`, which
+    /// counts every answered or failed request, so that fast rejections cannot pass for
+    /// service).
+    pub goodput_rps: f64,
     /// Cache hit rates.
     pub cache: CacheStats,
     /// 429, 503 and 529 responses without `Retry-After`.
@@ -195,8 +199,14 @@ impl MetricsCollector {
         self.scheduler_lag.record(r.scheduler_lag());
         self.first_start = min_instant(self.first_start, Some(r.started_at));
         self.last_end = max_instant(self.last_end, Some(r.finished_at));
-        self.output_tokens += r.usage.map_or(0, |u| u.output_tokens);
-        self.cache.record(r);
+        // Tokens and cache figures come from whole replies only: a cut stream's `message_start`
+        // usage describes a reply that never arrived.
+        if r.outcome == Outcome::Success {
+            self.output_tokens = self
+                .output_tokens
+                .saturating_add(r.usage.map_or(0, |u| u.output_tokens));
+            self.cache.record(r);
+        }
         if RETRY_STATUSES.contains(&r.status) && r.retry_after.is_none() {
             self.retry_after_missing += 1;
         }
@@ -222,7 +232,7 @@ impl MetricsCollector {
         self.scheduler_lag.merge(&other.scheduler_lag);
         self.first_start = min_instant(self.first_start, other.first_start);
         self.last_end = max_instant(self.last_end, other.last_end);
-        self.output_tokens += other.output_tokens;
+        self.output_tokens = self.output_tokens.saturating_add(other.output_tokens);
         self.cache.merge(&other.cache);
         self.retry_after_missing += other.retry_after_missing;
     }
@@ -255,6 +265,7 @@ impl MetricsCollector {
             scheduler_lag: self.scheduler_lag.summary(),
             duration,
             throughput_rps: per_second(total, duration),
+            goodput_rps: per_second(self.counts.success, duration),
             output_tokens: self.output_tokens,
             output_tokens_per_s: per_second(self.output_tokens, duration),
             cache: self.cache,

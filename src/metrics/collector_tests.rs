@@ -90,12 +90,38 @@ fn tokens_and_inter_token_latency_come_from_usage() {
         ..Usage::default()
     });
     r.chunks = 3;
-    let m = MetricsCollector::analyze(&[r]);
-    assert_eq!(m.output_tokens, 10);
-    assert_eq!(m.output_tokens_per_s, 10.0);
+    r.streamed = true;
+    // The same reply, not streamed: it arrived whole, so it has no inter-token latency.
+    let mut whole = r.clone();
+    whole.streamed = false;
+    // A stream cut short: its `message_start` usage counts toward no token or cache figure.
+    let mut cut = r.clone();
+    cut.outcome = Outcome::Protocol;
+    let m = MetricsCollector::analyze(&[r, whole, cut]);
+    assert_eq!(m.output_tokens, 20);
+    assert_eq!(m.output_tokens_per_s, 20.0);
+    assert_eq!(m.goodput_rps, 2.0);
+    assert_eq!(m.throughput_rps, 3.0);
+    assert_eq!(m.cache.prompt_tokens, 20);
     assert_close(m.ttft.p50, Duration::from_millis(100));
     // 900 ms over 9 gaps between 10 tokens, whatever the number of chunks.
+    assert_eq!(m.inter_token_latency.count, 1);
     assert_close(m.inter_token_latency.p50, Duration::from_millis(100));
+}
+
+#[test]
+fn absurd_usage_saturates_instead_of_overflowing() {
+    let t0 = Instant::now();
+    let mut r = record(t0, Outcome::Success, 200, 0, 10);
+    r.usage = Some(Usage {
+        input_tokens: 1,
+        output_tokens: u64::MAX,
+        cache_read_input_tokens: u64::MAX,
+        cache_creation_input_tokens: 1,
+    });
+    let m = MetricsCollector::analyze(&[r.clone(), r]);
+    assert_eq!(m.output_tokens, u64::MAX);
+    assert_eq!(m.cache.cache_read_tokens, u64::MAX);
 }
 
 #[test]

@@ -44,8 +44,13 @@
 //!   generator is saturated, not the server.
 //! - `ttft` and `inter_token_latency` (token-accurate: `(end − first token) / (output_tokens −
 //!   1)`) are taken from successes that have them.
-//! - `duration = last end − first actual start`; `throughput_rps = total / duration`;
-//!   `output_tokens_per_s = Σ usage.output_tokens / duration`. Both are 0 when the duration is.
+//! - `duration = last end − first actual start`; `throughput_rps = total / duration` (every
+//!   record), `goodput_rps = successful / duration` (so fast rejections cannot pass for
+//!   service), `output_tokens_per_s = Σ usage.output_tokens / duration`. All are 0 when the
+//!   duration is.
+//! - `output_tokens` and every cache figure count **successes only**: a stream cut short still
+//!   carried `message_start` usage, for a reply that never arrived. Sums saturate rather than
+//!   overflow on absurd usage values.
 //! - `retry_after_missing` counts 429, 503 and 529 responses that came without `Retry-After`.
 //!
 //! Memory is fixed (seven [`LatencyHistogram`]s, ≈ 1.3 MiB, plus one counter per distinct
@@ -53,11 +58,11 @@
 //!
 //! # Cache figures
 //!
-//! - **Request hit rate** = `hits / eligible`. A record is *eligible* when it carries usage and
+//! - **Request hit rate** = `hits / eligible`. A record is *eligible* when it is a success with usage and
 //!   is not the first turn of a conversation (`turn != Some(1)`: turn ≥ 2, or a request sent
 //!   outside any conversation). It is a *hit* when `cache_read_input_tokens > 0`.
 //! - **Token hit rate** = `Σ cache_read_input_tokens / Σ prompt tokens` over **every** record
-//!   with usage (first turns included: their prompt tokens are real prefill work). Prompt tokens
+//!   success with usage (first turns included: their prompt tokens are real prefill work). Prompt tokens
 //!   are [`Usage::prompt_tokens`](crate::anthropic::Usage::prompt_tokens): `input_tokens` when
 //!   the response counts cached tokens inside `input_tokens` (this server family), else
 //!   `input_tokens + cache_read + cache_creation` (Anthropic's convention). The convention is

@@ -158,8 +158,13 @@ impl RequestResult {
     }
 
     /// Mean time per output token after the first (token-accurate, from `usage.output_tokens`,
-    /// not per chunk). `None` without at least two output tokens and a first token time.
+    /// not per chunk). `None` for a non-streamed reply, or without at least two output tokens
+    /// and a first token time.
     pub fn inter_token_latency(&self) -> Option<Duration> {
+        // A non-streamed reply arrives whole: there is no time between its tokens to measure.
+        if !self.streamed {
+            return None;
+        }
         let first = self.first_token_at?;
         let tokens = self.usage?.output_tokens;
         if tokens < 2 {

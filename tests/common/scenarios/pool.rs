@@ -5,7 +5,7 @@ use std::time::{Duration, Instant};
 use semantic_stress::anthropic::{Message, MessagesRequest};
 use semantic_stress::checks::{self, Verdict};
 use semantic_stress::{
-    Load, MetricsCollector, Outcome, Probe, Report, Request, Stage, pool_utilization,
+    Load, MetricsCollector, Outcome, Probe, Report, Request, RequestResult, Stage, pool_utilization,
 };
 
 use super::super::Target;
@@ -26,6 +26,7 @@ pub async fn concurrent_burst(target: &Target, name: &str, n: usize) -> Report {
     report.config("requests", n).config("max_tokens", 100);
     report.verdicts([
         checks::accounted(run.sent, run.results.len() as u64),
+        checks::served_some(&m, 1),
         checks::all_answered(&m),
         checks::no_server_errors(&m),
         checks::only_graceful_failures(&m),
@@ -95,7 +96,7 @@ pub async fn graceful_rejection(
     let low_rejections = run
         .results
         .iter()
-        .filter(|r| r.started_at < low_end && r.status == 429)
+        .filter(|r| r.started_at < low_end && is_rejection(r))
         .count() as u64;
     let low_peak = util
         .iter()
@@ -109,7 +110,7 @@ pub async fn graceful_rejection(
     let first_rejection = run
         .results
         .iter()
-        .filter(|r| r.status == 429)
+        .filter(|r| is_rejection(r))
         .map(|r| r.started_at)
         .min();
     // The first pool reading taken at or after the first rejection was sent.
@@ -301,4 +302,9 @@ pub async fn streams(target: &Target, name: &str, n: usize, concurrency: usize) 
     report.metrics = Some(m);
     report.generator = Some(run.generator);
     report
+}
+
+/// A rejection, graceful or not: a graceful class, or any rejection status (429, 503, 529).
+fn is_rejection(r: &RequestResult) -> bool {
+    r.outcome == Outcome::Rejected || matches!(r.status, 429 | 503 | 529)
 }

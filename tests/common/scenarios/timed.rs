@@ -103,9 +103,15 @@ pub async fn realistic(target: &Target, name: &str, span: Duration) -> Report {
     let mut all = Vec::new();
     let mut per_profile = serde_json::Map::new();
     let mut verdicts = Vec::new();
-    for (i, (id, records)) in by_agent.iter().enumerate() {
+    for (id, records) in &by_agent {
         let m = MetricsCollector::analyze(records);
-        let profile = profiles[i].name;
+        // Agent ids end in the agent's index, which picked its profile.
+        let index: usize = id
+            .rsplit('-')
+            .next()
+            .and_then(|i| i.parse().ok())
+            .expect("agent ids end in their index");
+        let profile = profiles[index].name;
         per_profile.insert(
             profile.to_owned(),
             serde_json::json!({
