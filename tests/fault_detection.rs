@@ -44,12 +44,12 @@ const CASES: &[(&str, Scenario, &[&str])] = &[
     (
         "crash-on-exhaustion",
         Scenario::Burst,
-        &["no_server_errors"],
+        &["no_server_errors", "only_graceful_failures"],
     ),
     (
         "no-retry-after",
         Scenario::Graceful,
-        &["rejections_well_formed"],
+        &["rejections_well_formed", "rejections_seen"],
     ),
     ("late-reject", Scenario::Graceful, &["rejections_fast"]),
     ("no-recovery", Scenario::Recovery, &["pool_recovery"]),
@@ -66,7 +66,11 @@ const CASES: &[(&str, Scenario, &[&str])] = &[
     ),
     ("degrade=3", Scenario::Sustained, &["no_degradation"]),
     ("hang=20", Scenario::BurstShortTimeout, &["all_answered"]),
-    ("truncate-stream", Scenario::Streams, &["all_answered"]),
+    (
+        "truncate-stream",
+        Scenario::Streams,
+        &["all_answered", "completed"],
+    ),
     ("drop-connection", Scenario::Burst, &["all_answered"]),
     ("blocking-health", Scenario::NoCrash, &["health_responsive"]),
 ];

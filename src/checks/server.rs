@@ -162,3 +162,36 @@ mod tests {
         assert!(!recovery(None, max).passed);
     }
 }
+
+#[cfg(test)]
+mod accounting_tests {
+    use super::*;
+
+    fn probe(outcome: Outcome, latency_ms: u64) -> RequestResult {
+        let t0 = std::time::Instant::now();
+        let mut r = RequestResult::pending(t0, t0);
+        r.outcome = outcome;
+        r.finished_at = t0 + Duration::from_millis(latency_ms);
+        r
+    }
+
+    #[test]
+    fn health_must_answer_every_probe_quickly() {
+        let max = Duration::from_millis(500);
+        let quick: Vec<_> = (0..50).map(|_| probe(Outcome::Success, 3)).collect();
+        assert!(health_responsive(&quick, max).passed);
+        let mut blocked = quick.clone();
+        blocked.extend((0..5).map(|_| probe(Outcome::Success, 2000)));
+        assert!(!health_responsive(&blocked, max).passed);
+        let mut failing = quick;
+        failing.push(probe(Outcome::Timeout, 3));
+        assert!(!health_responsive(&failing, max).passed);
+        assert!(!health_responsive(&[], max).passed);
+    }
+
+    #[test]
+    fn sent_must_equal_recorded() {
+        assert!(accounted(10, 10).passed);
+        assert!(!accounted(10, 9).passed);
+    }
+}
