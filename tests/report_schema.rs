@@ -114,6 +114,7 @@ fn synthetic(name: &str, scale: f64) -> Report {
     report.series = Some(Series {
         windows: windows.windows(),
         memory: MemoryTrend::from_samples(&samples, Duration::from_secs(60)),
+        harness_memory: MemoryTrend::from_samples(&samples, Duration::from_secs(60)),
         memory_samples: samples,
         degradation: windows.degradation(3),
     });

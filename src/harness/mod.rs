@@ -315,7 +315,12 @@ impl StressHarness {
         };
         load.validate()?;
         let started = Instant::now();
-        let streaming = Arc::new(Streaming::new(started, options.window, self.config.seed));
+        let streaming = Arc::new(Streaming::new(
+            started,
+            options.duration,
+            options.window,
+            self.config.seed,
+        ));
         let run = self.shared(
             later(
                 started,
@@ -324,6 +329,8 @@ impl StressHarness {
             Arc::clone(&streaming) as Arc<dyn Sink>,
         );
         let memory = Arc::new(ServerMemory::start(&options, &self.client));
+        // The harness's own memory, beside the server's (a failure to sample only loses it).
+        let own = crate::MemorySampler::start(std::process::id(), options.memory_interval).ok();
         let progress = options.progress.clone().map(|f| {
             let tally = Arc::clone(&run.tally);
             let memory = Arc::clone(&memory);
@@ -360,6 +367,10 @@ impl StressHarness {
                 Some(format!("memory sampler still shared: {shared:?}")),
             ),
         };
+        let harness_memory = match own {
+            Some(sampler) => MemoryTrend::from_samples(&sampler.stop().await, options.warmup),
+            None => None,
+        };
         let (load, windows, degradation) = streaming.finish(options.degradation_windows);
         let memory = MemoryTrend::from_samples(&memory_samples, options.warmup);
         Ok(SustainedLoadMetrics {
@@ -370,6 +381,7 @@ impl StressHarness {
             memory_samples,
             memory,
             memory_error,
+            harness_memory,
             generator,
         })
     }

@@ -137,6 +137,9 @@ pub struct SustainedLoadMetrics {
     pub memory: Option<MemoryTrend>,
     /// Why memory could not be sampled, when a pid was given and sampling failed.
     pub memory_error: Option<String>,
+    /// The harness's own memory growth over the run, after the same warm-up: it must stay
+    /// flat too (records fold into fixed-size aggregates).
+    pub harness_memory: Option<MemoryTrend>,
     /// How the generator kept up.
     pub generator: GeneratorStats,
     /// Requests sent (equals `load.total`).
@@ -186,11 +189,19 @@ pub(crate) struct Streaming {
 }
 
 impl Streaming {
-    pub(crate) fn new(origin: Instant, window: Duration, seed: u64) -> Self {
+    /// Aggregates for a run of `duration` in windows of `window`, all allocated now so that
+    /// the harness's memory stays flat while the run goes on.
+    pub(crate) fn new(origin: Instant, duration: Duration, window: Duration, seed: u64) -> Self {
+        // The window count fits in usize for any accepted duration; +2 covers the partial
+        // last window and in-flight requests that end after the schedule.
+        let n =
+            usize::try_from(duration.as_nanos() / window.as_nanos().max(1)).unwrap_or(usize::MAX);
         Self {
             state: Mutex::new((
                 MetricsCollector::new(),
-                WindowedSeries::new(origin, window).with_seed(seed),
+                WindowedSeries::new(origin, window)
+                    .with_seed(seed)
+                    .with_capacity(n.saturating_add(2)),
             )),
         }
     }

@@ -87,6 +87,8 @@ pub struct WindowedSeries {
     max_windows: usize,
     seed: u64,
     pub(super) windows: Vec<WindowAcc>,
+    /// Windows allocated ahead (last one first), used before allocating new ones.
+    spare: Vec<WindowAcc>,
 }
 
 impl WindowedSeries {
@@ -103,7 +105,27 @@ impl WindowedSeries {
             max_windows: DEFAULT_MAX_WINDOWS,
             seed: 0x5eed,
             windows: Vec::new(),
+            spare: Vec::new(),
         }
+    }
+
+    /// Allocates the first `n` windows now (at most the window cap), so that a run of known
+    /// length grows no memory as it goes: a window's histogram is about 190 KiB, written when
+    /// allocated. Call after [`with_seed`](Self::with_seed).
+    #[must_use]
+    pub fn with_capacity(mut self, n: usize) -> Self {
+        let n = n.min(self.max_windows);
+        self.spare = (0..n)
+            .rev()
+            .map(|i| WindowAcc::new(self.window_seed(i)))
+            .collect();
+        self
+    }
+
+    /// A distinct, reproducible seed for window `index`.
+    fn window_seed(&self, index: usize) -> u64 {
+        // usize → u64 is lossless on every supported target.
+        self.seed ^ (index as u64).rotate_left(32)
     }
 
     /// Keeps at most `max_windows` windows (at least 2) before merging neighbours.
@@ -136,9 +158,11 @@ impl WindowedSeries {
             index = self.index_of(offset);
         }
         while self.windows.len() <= index {
-            // A distinct, reproducible seed per window; usize → u64 is lossless.
-            let seed = self.seed ^ (self.windows.len() as u64).rotate_left(32);
-            self.windows.push(WindowAcc::new(seed));
+            let acc = match self.spare.pop() {
+                Some(acc) => acc,
+                None => WindowAcc::new(self.window_seed(self.windows.len())),
+            };
+            self.windows.push(acc);
         }
         let w = &mut self.windows[index];
         w.requests += 1;
@@ -216,6 +240,27 @@ mod tests {
         r.outcome = outcome;
         r.finished_at = t + Duration::from_millis(latency_ms);
         r
+    }
+
+    #[test]
+    fn windows_allocated_ahead_change_nothing_but_when_memory_is_taken() {
+        let origin = Instant::now();
+        let mut plain = WindowedSeries::new(origin, Duration::from_secs(10)).with_seed(3);
+        let mut ahead = WindowedSeries::new(origin, Duration::from_secs(10))
+            .with_seed(3)
+            .with_capacity(8);
+        assert_eq!(ahead.spare.len(), 8);
+        assert!(ahead.windows().is_empty(), "no window before a record");
+        for (s, outcome) in [
+            (1, Outcome::Success),
+            (25, Outcome::Timeout),
+            (29, Outcome::Success),
+        ] {
+            plain.record(&at(origin, s, outcome, 5));
+            ahead.record(&at(origin, s, outcome, 5));
+        }
+        assert_eq!(plain.windows(), ahead.windows());
+        assert_eq!(ahead.spare.len(), 5);
     }
 
     #[test]

@@ -225,6 +225,9 @@ pub struct Series {
     pub memory: Option<MemoryTrend>,
     /// Early vs late latency.
     pub degradation: Option<Degradation>,
+    /// Growth of the harness's own memory after warm-up, when it was sampled.
+    #[serde(default)]
+    pub harness_memory: Option<MemoryTrend>,
 }
 
 impl Series {
@@ -235,6 +238,7 @@ impl Series {
             memory_samples: s.memory_samples.clone(),
             memory: s.memory,
             degradation: s.degradation,
+            harness_memory: s.harness_memory,
         }
     }
 }

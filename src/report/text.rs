@@ -32,8 +32,9 @@ impl Report {
             }
             let _ = writeln!(
                 s,
-                "throughput {:.1} req/s, {:.0} output tokens/s over {:.2} s",
+                "throughput {:.1} req/s ({:.1} served), {:.0} output tokens/s over {:.2} s",
                 m.throughput_rps,
+                m.goodput_rps,
                 m.output_tokens_per_s,
                 m.duration.as_secs_f64()
             );
@@ -63,6 +64,25 @@ impl Report {
                     ""
                 }
             );
+        }
+        if let Some(series) = &self.series {
+            let mib = |b: f64| b / (1024.0 * 1024.0);
+            for (who, trend) in [
+                ("server", &series.memory),
+                ("harness", &series.harness_memory),
+            ] {
+                if let Some(t) = trend {
+                    let _ = writeln!(
+                        s,
+                        "{who} memory after {:.0} s warm-up: {:.1} → {:.1} MiB ({:+.2}%), slope {:+.2} MiB/h",
+                        t.warmup.as_secs_f64(),
+                        mib(t.head_mean_bytes),
+                        mib(t.tail_mean_bytes),
+                        t.relative_growth * 100.0,
+                        mib(t.slope_bytes_per_hour)
+                    );
+                }
+            }
         }
         for (k, v) in &self.figures {
             let _ = writeln!(s, "{k}: {v}");

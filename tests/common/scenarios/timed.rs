@@ -151,6 +151,7 @@ pub async fn realistic(target: &Target, name: &str, span: Duration) -> Report {
         memory: semantic_stress::metrics::MemoryTrend::from_samples(&memory_samples, window),
         memory_samples,
         degradation: windows.degradation(2),
+        harness_memory: None,
     });
     report.figure("profiles", per_profile);
     verdicts.push(checks::all_answered(&m));
