@@ -61,19 +61,29 @@ impl ProcessReader {
     }
 }
 
-/// The bounded series shared between the sampler handle and its task.
+/// A bounded, evenly spaced series of memory samples (shared by the pid sampler and the
+/// `/metrics` scraper of sustained runs).
 #[derive(Debug)]
-struct Series {
-    samples: Vec<MemorySample>,
+pub(crate) struct Series {
+    pub(crate) samples: Vec<MemorySample>,
     capacity: usize,
-    interval: Duration,
+    pub(crate) interval: Duration,
 }
 
 impl Series {
+    /// An empty series keeping at most `capacity` samples taken every `interval`.
+    pub(crate) fn new(capacity: usize, interval: Duration) -> Self {
+        Self {
+            samples: Vec::with_capacity(capacity.min(DEFAULT_CAPACITY)),
+            capacity,
+            interval,
+        }
+    }
+
     /// Appends a sample, decimating first when full.
     ///
     /// Time: O(1) amortized (a decimation is O(capacity) and halves the series).
-    fn push(&mut self, sample: MemorySample) {
+    pub(crate) fn push(&mut self, sample: MemorySample) {
         if self.samples.len() >= self.capacity {
             let mut index = 0;
             self.samples.retain(|_| {
@@ -167,11 +177,7 @@ impl MemorySampler {
             pid,
             reason: "no such process".to_owned(),
         })?;
-        let series = Arc::new(Mutex::new(Series {
-            samples: Vec::with_capacity(capacity.min(DEFAULT_CAPACITY)),
-            capacity,
-            interval,
-        }));
+        let series = Arc::new(Mutex::new(Series::new(capacity, interval)));
         let at = started.elapsed();
         lock(&series).push(MemorySample { at, rss_bytes });
         let cancel = CancellationToken::new();

@@ -8,6 +8,7 @@ use std::time::{Duration, Instant};
 use serde::Serialize;
 
 use super::agent::Sink;
+use crate::memory::Series;
 use crate::metrics::{
     Degradation, LoadMetrics, MemoryTrend, MetricsCollector, Window, WindowedSeries,
 };
@@ -256,9 +257,9 @@ pub(crate) struct Scraper {
     task: tokio::task::JoinHandle<()>,
 }
 
-#[derive(Debug, Default)]
+#[derive(Debug)]
 struct ScrapeState {
-    samples: Vec<MemorySample>,
+    series: Series,
     error: Option<String>,
 }
 
@@ -273,20 +274,23 @@ impl ServerMemory {
         if !options.memory_from_metrics {
             return Self::Off(None);
         }
-        let state = Arc::new(Mutex::new(ScrapeState::default()));
+        // A zero interval would scrape back to back: load on the server under test.
+        let every = options.memory_interval.max(MIN_SCRAPE_INTERVAL);
+        let state = Arc::new(Mutex::new(ScrapeState {
+            series: Series::new(SCRAPE_CAPACITY, every),
+            error: None,
+        }));
         let shared = Arc::clone(&state);
         let client = client.clone();
-        // A zero interval would scrape back to back: load on the server under test.
-        let mut every = options.memory_interval.max(MIN_SCRAPE_INTERVAL);
         let task = tokio::spawn(async move {
             let start = Instant::now();
             let request = Request::get("/metrics");
             loop {
                 let reading = client.control_text(&request).await;
-                {
+                let every = {
                     let mut s = shared.lock().unwrap_or_else(PoisonError::into_inner);
                     match reading.map(|t| crate::prometheus_rss_bytes(&t)) {
-                        Ok(Some(rss_bytes)) => s.samples.push(MemorySample {
+                        Ok(Some(rss_bytes)) => s.series.push(MemorySample {
                             at: start.elapsed(),
                             rss_bytes,
                         }),
@@ -300,15 +304,8 @@ impl ServerMemory {
                                 Some(format!("{e}: set SEMANTIC_SERVER_PID to the server's pid"))
                         }
                     }
-                    if s.samples.len() >= SCRAPE_CAPACITY {
-                        let mut i = 0;
-                        s.samples.retain(|_| {
-                            i += 1;
-                            i % 2 == 1
-                        });
-                        every *= 2;
-                    }
-                }
+                    s.series.interval
+                };
                 tokio::time::sleep(every).await;
             }
         });
@@ -323,6 +320,7 @@ impl ServerMemory {
                 .state
                 .lock()
                 .unwrap_or_else(PoisonError::into_inner)
+                .series
                 .samples
                 .last()
                 .map(|m| m.rss_bytes),
@@ -338,7 +336,7 @@ impl ServerMemory {
                 s.task.abort();
                 let _ = s.task.await;
                 let mut state = s.state.lock().unwrap_or_else(PoisonError::into_inner);
-                let samples = std::mem::take(&mut state.samples);
+                let samples = std::mem::take(&mut state.series.samples);
                 let error = if samples.is_empty() {
                     state.error.take()
                 } else {
