@@ -104,19 +104,18 @@ pub fn rejections_seen(m: &LoadMetrics, min: u64) -> Verdict {
 /// Every response with a rejection status (429, 503, 529) carried `Retry-After` and the error
 /// envelope.
 pub fn rejections_well_formed(results: &[RequestResult]) -> Verdict {
-    let rejecting = |s: u16| matches!(s, 429 | 503 | 529);
-    let total = results.iter().filter(|r| rejecting(r.status)).count();
+    let total = results.iter().filter(|r| r.has_rejection_status()).count();
     let no_retry = results
         .iter()
-        .filter(|r| rejecting(r.status) && r.retry_after.is_none())
+        .filter(|r| r.has_rejection_status() && r.retry_after.is_none())
         .count();
     let no_envelope = results
         .iter()
-        .filter(|r| rejecting(r.status) && r.error_type.is_none())
+        .filter(|r| r.has_rejection_status() && r.error_type.is_none())
         .count();
     let bad = results
         .iter()
-        .filter(|r| rejecting(r.status) && r.outcome != Outcome::Rejected)
+        .filter(|r| r.has_rejection_status() && r.outcome != Outcome::Rejected)
         .count();
     Verdict::new(
         "rejections_well_formed",
@@ -136,7 +135,7 @@ pub fn rejections_fast(results: &[RequestResult], floor: Duration) -> Verdict {
     let mut rejected = LatencyHistogram::new();
     let mut ok = LatencyHistogram::new();
     for r in results {
-        if matches!(r.status, 429 | 503 | 529) {
+        if r.has_rejection_status() {
             rejected.record(r.latency());
         } else if r.outcome == Outcome::Success {
             ok.record(r.latency());

@@ -12,9 +12,6 @@ use super::histogram::{LatencyHistogram, LatencySummary};
 use super::serde_duration::secs;
 use crate::metrics::{Outcome, RequestResult};
 
-/// Statuses that ask the client to come back later and should say when (`Retry-After`).
-const RETRY_STATUSES: [u16; 3] = [429, 503, 529];
-
 /// Number of records in each [`Outcome`] class.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct OutcomeCounts {
@@ -207,7 +204,7 @@ impl MetricsCollector {
                 .saturating_add(r.usage.map_or(0, |u| u.output_tokens));
             self.cache.record(r);
         }
-        if RETRY_STATUSES.contains(&r.status) && r.retry_after.is_none() {
+        if r.has_rejection_status() && r.retry_after.is_none() {
             self.retry_after_missing += 1;
         }
     }

@@ -180,6 +180,12 @@ impl RequestResult {
         self.usage.is_some_and(|u| u.cache_read_input_tokens > 0)
     }
 
+    /// Whether the status is one a server uses to refuse for capacity and ask the client to
+    /// come back later (429, 503, 529), graceful or not.
+    pub fn has_rejection_status(&self) -> bool {
+        matches!(self.status, 429 | 503 | 529)
+    }
+
     /// Whether this request counts toward the error rate.
     pub fn is_error(&self) -> bool {
         self.outcome.is_error()

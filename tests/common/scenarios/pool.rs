@@ -306,5 +306,5 @@ pub async fn streams(target: &Target, name: &str, n: usize, concurrency: usize) 
 
 /// A rejection, graceful or not: a graceful class, or any rejection status (429, 503, 529).
 fn is_rejection(r: &RequestResult) -> bool {
-    r.outcome == Outcome::Rejected || matches!(r.status, 429 | 503 | 529)
+    r.outcome == Outcome::Rejected || r.has_rejection_status()
 }
