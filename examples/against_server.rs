@@ -8,8 +8,8 @@
 
 use std::time::Duration;
 
+use reference_server::{ReferenceServer, ServerConfig};
 use semantic_stress::anthropic::{Message, MessagesRequest};
-use semantic_stress::server::{ReferenceServer, ServerConfig};
 use semantic_stress::{
     Agent, Arrivals, Load, MetricsCollector, Report, Request, Stop, StressConfig, StressHarness,
     checks,

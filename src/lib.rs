@@ -9,8 +9,14 @@
 //!   an [`Outcome`].
 //! - [`MetricsCollector`] turns records into numbers: HdrHistogram percentiles, throughput,
 //!   tokens/s, error and rejection rates, cache hit rates, windows over time and memory trends.
-//! - [`server`] is an embedded reference server that models the contract, with injectable
-//!   faults, so that every check can be shown to fail when it should.
+//! - [`checks`] turn figures into [`Verdict`](checks::Verdict)s; [`report`] writes them for
+//!   people and machines.
+//! - [`suite`] is the seed's stress suite as library calls: each scenario runs against a
+//!   [`suite::Target`] and returns a [`Report`].
+//!
+//! The reference server that models the contract, with injectable faults, is its own crate
+//! (`reference-server` in this workspace): the default target of the suite, and the proof that
+//! every check fails when it should.
 //!
 //! # Quick start
 //!
@@ -22,7 +28,7 @@
 //! # #[tokio::main(flavor = "multi_thread", worker_threads = 2)]
 //! # async fn main() -> Result<(), Box<dyn std::error::Error>> {
 //! use semantic_stress::anthropic::{Message, MessagesRequest};
-//! use semantic_stress::server::{ReferenceServer, ServerConfig};
+//! use reference_server::{ReferenceServer, ServerConfig};
 //! use semantic_stress::{MetricsCollector, Request, StressConfig, StressHarness, checks};
 //!
 //! let server = ReferenceServer::start(ServerConfig::default()).await?;
@@ -46,8 +52,8 @@
 //!
 //! # Crate features
 //!
-//! - `reference-server` (default): the embedded reference server and its binary.
-//! - `stress`: the stress suites under `tests/`.
+//! - `stress`: the stress suites under `tests/` run (without it they are listed as ignored, and
+//!   `cargo test -- --ignored` runs them).
 //! - `resource-intensive`: stress tests that need far more than a laptop.
 
 // The library returns reports; printing is for tests and binaries.
@@ -60,8 +66,7 @@ pub mod anthropic;
 pub mod checks;
 pub mod metrics;
 pub mod report;
-#[cfg(feature = "reference-server")]
-pub mod server;
+pub mod suite;
 pub mod workload;
 
 mod client;
@@ -73,8 +78,8 @@ mod probe;
 pub use client::{Client, Expect, Request};
 pub use error::{Error, Result};
 pub use harness::{
-    Agent, Arrivals, GeneratorStats, Load, Pacing, RunResults, Slot, Stage, Stop, StreamedRun,
-    StressConfig, StressHarness, Tally,
+    Agent, Arrivals, GeneratorStats, Load, Overrides, Pacing, RunResults, Slot, Stage, Stop,
+    StreamedRun, StressConfig, StressHarness, Tally,
 };
 pub use harness::{DEFAULT_BASE_URL, DEFAULT_DURATION, DEFAULT_TIMEOUT};
 pub use harness::{Progress, ProgressFn, Sustained, SustainedLoadMetrics};

@@ -34,6 +34,26 @@ pub fn process_rss_bytes(pid: u32) -> Option<u64> {
     ProcessReader::new(pid).read()
 }
 
+/// Whether process `pid` is running: visible and neither a zombie nor dead (a crashed child
+/// that its parent has not reaped yet is a zombie).
+///
+/// Blocking: reads `/proc` (or the platform's equivalent) once.
+pub(crate) fn process_running(pid: u32) -> bool {
+    let pid = Pid::from_u32(pid);
+    let mut system = System::new_with_specifics(RefreshKind::nothing());
+    system.refresh_processes_specifics(
+        ProcessesToUpdate::Some(&[pid]),
+        true,
+        ProcessRefreshKind::nothing(),
+    );
+    system.process(pid).is_some_and(|p| {
+        !matches!(
+            p.status(),
+            sysinfo::ProcessStatus::Zombie | sysinfo::ProcessStatus::Dead
+        )
+    })
+}
+
 /// Reads one process's memory, keeping sysinfo's state between reads.
 #[derive(Debug)]
 struct ProcessReader {

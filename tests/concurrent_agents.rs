@@ -1,13 +1,14 @@
 //! Concurrent agents: many agents at once, each with its own cache — all requests complete,
 //! no cache leaks between agents, p95 under 2 s, multi-turn hit rate over 80%.
 //!
-//! Run: `cargo test --features stress --test concurrent_agents`. Reports:
+//! Run: `cargo test --features stress --test concurrent_agents`. Without the feature the tests
+//! are listed as ignored and `-- --ignored` (or an IDE's run button) runs them. Reports:
 //! `target/stress-reports/`.
 
 mod common;
 
-use common::scenarios;
-use common::{Target, env_workers, finish};
+use common::{Server, finish, overrides};
+use semantic_stress::suite;
 use serial_test::file_serial;
 
 /// Seed: 10 agents.
@@ -16,60 +17,78 @@ const AGENTS: usize = 10;
 const REQUESTS_PER_AGENT: usize = 50;
 /// Turns per multi-turn conversation.
 const TURNS: u32 = 12;
+/// Seed: more than 80% of follow-up turns hit the agent's cache.
+const MIN_HIT_RATE: f64 = 0.8;
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[cfg_attr(
+    not(feature = "stress"),
+    ignore = "stress test: cargo test --features stress"
+)]
 #[file_serial(stress)]
 async fn test_10_agents_50_rapid_requests() {
-    let target = Target::start(&[]);
-    let report = scenarios::rapid_agents(
-        &target,
+    let server = Server::start(&[]);
+    let report = suite::rapid_agents(
+        server.target(),
         "test_10_agents_50_rapid_requests",
-        env_workers(AGENTS),
+        overrides().workers_or(AGENTS),
         REQUESTS_PER_AGENT,
     )
     .await;
-    finish(&report);
+    finish(&report.expect("valid settings"));
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[cfg_attr(
+    not(feature = "stress"),
+    ignore = "stress test: cargo test --features stress"
+)]
 #[file_serial(stress)]
 async fn test_cache_isolation_under_load() {
-    let target = Target::start(&[]);
-    let report = scenarios::isolation(
-        &target,
+    let server = Server::start(&[]);
+    let report = suite::isolation(
+        server.target(),
         "test_cache_isolation_under_load",
-        env_workers(AGENTS),
+        overrides().workers_or(AGENTS),
         TURNS,
     )
     .await;
-    finish(&report);
+    finish(&report.expect("valid settings"));
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[cfg_attr(
+    not(feature = "stress"),
+    ignore = "stress test: cargo test --features stress"
+)]
 #[file_serial(stress)]
 async fn test_latency_remains_acceptable() {
-    let target = Target::start(&[]);
-    let report = scenarios::latency_under_load(
-        &target,
+    let server = Server::start(&[]);
+    let report = suite::latency_under_load(
+        server.target(),
         "test_latency_remains_acceptable",
-        env_workers(AGENTS),
+        overrides().workers_or(AGENTS),
         TURNS,
     )
     .await;
-    finish(&report);
+    finish(&report.expect("valid settings"));
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[cfg_attr(
+    not(feature = "stress"),
+    ignore = "stress test: cargo test --features stress"
+)]
 #[file_serial(stress)]
 async fn test_cache_hit_rate_high() {
-    let target = Target::start(&[]);
-    let report = scenarios::hit_rate(
-        &target,
+    let server = Server::start(&[]);
+    let report = suite::hit_rate(
+        server.target(),
         "test_cache_hit_rate_high",
-        env_workers(AGENTS),
+        overrides().workers_or(AGENTS),
         TURNS,
-        0.8,
+        MIN_HIT_RATE,
     )
     .await;
-    finish(&report);
+    finish(&report.expect("valid settings"));
 }

@@ -2,17 +2,19 @@
 //! of the scenario that should catch it runs against a server with that fault, and the right
 //! checks must **fail**; the same scenario against a healthy server must pass.
 //!
-//! Run: `cargo test --features stress --test fault_detection -- --nocapture` (prints the
-//! detection score). Always runs against spawned reference servers, whatever
-//! `SEMANTIC_BASE_URL` says.
+//! One test per fault case (`detects_<fault>_by_<scenario>`) and per fault-free scenario
+//! (`fault_free_<scenario>`), so any one runs alone by name. Run:
+//! `cargo test --features stress --test fault_detection -- --nocapture`. Always runs against
+//! spawned reference servers, whatever `SEMANTIC_BASE_URL` says.
 
 mod common;
 
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
-use common::Target;
-use common::scenarios;
-use semantic_stress::{Report, Stage, checks};
+use common::Server;
+use semantic_stress::checks::{self, Check};
+use semantic_stress::suite::{self, SustainedSettings};
+use semantic_stress::{Report, Stage};
 use serial_test::file_serial;
 
 /// A shortened scenario.
@@ -38,164 +40,140 @@ enum Scenario {
     Streams,
 }
 
-/// Fault → the scenario that should catch it → the checks that must fail.
-const CASES: &[(&str, Scenario, &[&str])] = &[
-    ("leak=256", Scenario::Sustained, &["memory_growth"]),
-    (
-        "crash-on-exhaustion",
-        Scenario::Burst,
-        &["no_server_errors", "only_graceful_failures"],
-    ),
-    (
-        "no-retry-after",
-        Scenario::Graceful,
-        &["rejections_well_formed", "rejections_seen"],
-    ),
-    ("late-reject", Scenario::Graceful, &["rejections_fast"]),
-    ("no-recovery", Scenario::Recovery, &["pool_recovery"]),
-    (
-        "cross-agent-bleed",
-        Scenario::Isolation,
-        &["isolation_no_foreign_canary"],
-    ),
-    ("no-cache", Scenario::HitRate, &["cache_hit_rate"]),
-    (
-        "no-cache",
-        Scenario::Isolation,
-        &["isolation_same_agent_hits"],
-    ),
-    ("degrade=3", Scenario::Sustained, &["no_degradation"]),
-    ("hang=20", Scenario::BurstShortTimeout, &["all_answered"]),
-    (
-        "truncate-stream",
-        Scenario::Streams,
-        &["all_answered", "completed"],
-    ),
-    ("drop-connection", Scenario::Burst, &["all_answered"]),
-    ("blocking-health", Scenario::NoCrash, &["health_responsive"]),
-];
-
+/// Runs `scenario` against a fresh reference server with `fault` injected (if any).
 async fn run(scenario: Scenario, fault: Option<&str>) -> Report {
-    let args: Vec<String> = fault
-        .map(|f| vec!["--fault".to_owned(), f.to_owned()])
-        .unwrap_or_default();
-    let args: Vec<&str> = args.iter().map(String::as_str).collect();
-    let mut target = Target::reference(&args);
+    let args: Vec<&str> = fault.map(|f| vec!["--fault", f]).unwrap_or_default();
+    let mut server = Server::reference(&args);
     let name = format!(
         "fault_{}_{:?}",
         fault.unwrap_or("none").replace(['=', '-'], "_"),
         scenario
     )
     .to_lowercase();
-    match scenario {
-        Scenario::Burst => scenarios::concurrent_burst(&target, &name, 150).await,
-        Scenario::BurstShortTimeout => {
-            target = target.with_timeout(Duration::from_secs(2));
-            scenarios::concurrent_burst(&target, &name, 150).await
+    if scenario == Scenario::BurstShortTimeout {
+        server = server.with_timeout(Duration::from_secs(2));
+    }
+    let target = server.target();
+    let report = match scenario {
+        Scenario::Burst | Scenario::BurstShortTimeout => {
+            suite::concurrent_burst(target, &name, 150).await
         }
         Scenario::Graceful => {
             let low = Stage {
                 concurrency: 4,
                 hold: Duration::from_millis(700),
             };
-            scenarios::graceful_rejection(
-                &target,
-                &name,
-                low,
-                400.0,
-                Duration::from_millis(1500),
-                200,
-            )
-            .await
+            let high_hold = Duration::from_millis(1500);
+            suite::graceful_rejection(target, &name, low, 400.0, high_hold, 200).await
         }
-        Scenario::NoCrash => {
-            scenarios::no_crash(&mut target, &name, 400.0, Duration::from_secs(2)).await
-        }
+        Scenario::NoCrash => suite::no_crash(target, &name, 400.0, Duration::from_secs(2)).await,
         Scenario::Recovery => {
-            scenarios::recovery(
-                &target,
-                &name,
-                Duration::from_secs(6),
-                Duration::from_secs(5),
-            )
-            .await
+            let (window, max) = (Duration::from_secs(6), Duration::from_secs(5));
+            suite::recovery(target, &name, window, max).await
         }
-        Scenario::Isolation => scenarios::isolation(&target, &name, 6, 3).await,
-        Scenario::HitRate => scenarios::hit_rate(&target, &name, 6, 5, 0.8).await,
+        Scenario::Isolation => suite::isolation(target, &name, 6, 3).await,
+        Scenario::HitRate => suite::hit_rate(target, &name, 6, 5, 0.8).await,
         Scenario::Sustained => {
-            let (mut report, s) =
-                scenarios::sustained(&target, &name, Duration::from_secs(8), 25.0, 5).await;
-            report.verdicts([
-                checks::memory_growth(s.memory.as_ref(), 0.05, s.memory_error.as_deref()),
-                checks::no_degradation(s.degradation.as_ref(), 1.5, 0.01),
-            ]);
-            report
+            let settings = SustainedSettings {
+                duration: Duration::from_secs(8),
+                rate: 25.0,
+                agents: 5,
+            };
+            suite::sustained(target, &name, settings, None)
+                .await
+                .map(|run| {
+                    let s = &run.metrics;
+                    let mut report = run.report;
+                    report.verdicts([
+                        checks::memory_growth(s.memory.as_ref(), 0.05, s.memory_error.as_deref()),
+                        checks::no_degradation(s.degradation.as_ref(), 1.5, 0.01),
+                    ]);
+                    report
+                })
         }
-        Scenario::Streams => scenarios::streams(&target, &name, 40, 8).await,
-    }
+        Scenario::Streams => suite::streams(target, &name, 40, 8).await,
+    };
+    report.expect("valid settings")
 }
 
-fn failed<'a>(report: &'a Report, check: &str) -> Option<&'a semantic_stress::checks::Verdict> {
-    report
+/// Asserts that `scenario` against a server with `fault` fails every check of `catches`.
+async fn detects(fault: &str, scenario: Scenario, catches: &[Check]) {
+    let report = run(scenario, Some(fault)).await;
+    let missed: Vec<Check> = catches
+        .iter()
+        .copied()
+        .filter(|c| !report.verdicts.iter().any(|v| v.check == *c && !v.passed))
+        .collect();
+    for v in report
         .verdicts
         .iter()
-        .find(|v| v.check == check && !v.passed)
-}
-
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-#[file_serial(stress)]
-async fn every_fault_is_detected() {
-    let started = Instant::now();
-    let mut detected = 0;
-    let mut missed = Vec::new();
-    for (fault, scenario, catches) in CASES {
-        let report = run(*scenario, Some(fault)).await;
-        let caught: Vec<&str> = catches
-            .iter()
-            .copied()
-            .filter(|c| failed(&report, c).is_some())
-            .collect();
-        if caught.len() == catches.len() {
-            detected += 1;
-            for c in &caught {
-                let v = failed(&report, c).expect("failed verdict");
-                println!("DETECTED {fault:<22} by {scenario:?}: {v}");
-            }
-        } else {
-            println!("MISSED   {fault:<22} by {scenario:?}:\n{}", report.text());
-            missed.push(format!("{fault} ({scenario:?}) should fail {catches:?}"));
-        }
+        .filter(|v| catches.contains(&v.check) && !v.passed)
+    {
+        println!("DETECTED {fault} by {scenario:?}: {v}");
     }
-    println!(
-        "fault detection score: {detected}/{} in {:.1} s",
-        CASES.len(),
-        started.elapsed().as_secs_f64()
-    );
     assert!(
         missed.is_empty(),
-        "undetected faults:\n{}",
-        missed.join("\n")
+        "{fault} ({scenario:?}) should fail {missed:?}:\n{}",
+        report.text()
     );
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-#[file_serial(stress)]
-async fn fault_free_runs_pass() {
-    let mut scenarios: Vec<Scenario> = CASES.iter().map(|(_, s, _)| *s).collect();
-    scenarios.dedup();
-    scenarios.sort_by_key(|s| format!("{s:?}"));
-    scenarios.dedup();
-    let mut failures = Vec::new();
-    for scenario in scenarios {
-        let report = run(scenario, None).await;
-        println!("{}", report.text());
-        if !report.passed() {
-            failures.push(format!("{scenario:?}:\n{}", report.failures()));
+/// Asserts that `scenario` against a healthy server passes.
+async fn passes(scenario: Scenario) {
+    let report = run(scenario, None).await;
+    println!("{}", report.text());
+    assert!(report.passed(), "{scenario:?}:\n{}", report.failures());
+}
+
+/// One test per fault case: `fault` → the scenario that should catch it → the checks that must
+/// fail.
+macro_rules! fault_cases {
+    ($($test:ident: $fault:literal, $scenario:ident, [$($check:ident),+];)+) => {$(
+        #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+        #[cfg_attr(not(feature = "stress"), ignore = "stress test: cargo test --features stress")]
+        #[file_serial(stress)]
+        async fn $test() {
+            detects($fault, Scenario::$scenario, &[$(Check::$check),+]).await;
         }
-    }
-    assert!(
-        failures.is_empty(),
-        "fault-free runs failed:\n{}",
-        failures.join("\n")
-    );
+    )+};
+}
+
+fault_cases! {
+    detects_leak_by_sustained: "leak=256", Sustained, [MemoryGrowth];
+    detects_crash_on_exhaustion_by_burst: "crash-on-exhaustion", Burst, [NoServerErrors, OnlyGracefulFailures];
+    detects_no_retry_after_by_graceful: "no-retry-after", Graceful, [RejectionsWellFormed, RejectionsSeen];
+    detects_late_reject_by_graceful: "late-reject", Graceful, [RejectionsFast];
+    detects_no_recovery_by_recovery: "no-recovery", Recovery, [PoolRecovery];
+    detects_cross_agent_bleed_by_isolation: "cross-agent-bleed", Isolation, [IsolationNoForeignCanary];
+    detects_no_cache_by_hit_rate: "no-cache", HitRate, [CacheHitRate];
+    detects_no_cache_by_isolation: "no-cache", Isolation, [IsolationSameAgentHits];
+    detects_degrade_by_sustained: "degrade=3", Sustained, [NoDegradation];
+    detects_hang_by_burst_short_timeout: "hang=20", BurstShortTimeout, [AllAnswered];
+    detects_truncate_stream_by_streams: "truncate-stream", Streams, [AllAnswered, Completed];
+    detects_drop_connection_by_burst: "drop-connection", Burst, [AllAnswered];
+    detects_blocking_health_by_no_crash: "blocking-health", NoCrash, [HealthResponsive];
+}
+
+/// One test per scenario the fault cases use: without a fault, it passes.
+macro_rules! fault_free {
+    ($($test:ident: $scenario:ident;)+) => {$(
+        #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+        #[cfg_attr(not(feature = "stress"), ignore = "stress test: cargo test --features stress")]
+        #[file_serial(stress)]
+        async fn $test() {
+            passes(Scenario::$scenario).await;
+        }
+    )+};
+}
+
+fault_free! {
+    fault_free_burst: Burst;
+    fault_free_burst_short_timeout: BurstShortTimeout;
+    fault_free_graceful: Graceful;
+    fault_free_no_crash: NoCrash;
+    fault_free_recovery: Recovery;
+    fault_free_isolation: Isolation;
+    fault_free_hit_rate: HitRate;
+    fault_free_sustained: Sustained;
+    fault_free_streams: Streams;
 }

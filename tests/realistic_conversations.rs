@@ -3,27 +3,34 @@
 //! hangs, cache behaviour makes sense.
 //!
 //! Run: `cargo test --features stress --test realistic_conversations`. The span defaults to
-//! 30 s (`SEMANTIC_STRESS_REALISTIC_SECONDS` overrides it). Reports: `target/stress-reports/`.
+//! 30 s (`SEMANTIC_STRESS_REALISTIC_SECONDS` overrides it). Without the feature the test is
+//! listed as ignored and `-- --ignored` (or an IDE's run button) runs it. Reports:
+//! `target/stress-reports/`.
 
 mod common;
 
 use std::time::Duration;
 
-use common::scenarios;
-use common::{Target, finish};
+use common::{Server, finish, overrides};
+use semantic_stress::suite;
 use serial_test::file_serial;
 
 /// How long the agents keep talking.
 const SPAN: Duration = Duration::from_secs(30);
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[cfg_attr(
+    not(feature = "stress"),
+    ignore = "stress test: cargo test --features stress"
+)]
 #[file_serial(stress)]
 async fn test_realistic_conversation_patterns() {
-    let span = std::env::var("SEMANTIC_STRESS_REALISTIC_SECONDS")
-        .ok()
-        .and_then(|v| v.trim().parse::<f64>().ok())
-        .map_or(SPAN, Duration::from_secs_f64);
-    let target = Target::start(&[]);
-    let report = scenarios::realistic(&target, "test_realistic_conversation_patterns", span).await;
-    finish(&report);
+    let server = Server::start(&[]);
+    let span = overrides().realistic_span_or(SPAN);
+    let report = suite::realistic(
+        server.target(),
+        "test_realistic_conversation_patterns",
+        span,
+    );
+    finish(&report.await.expect("valid settings"));
 }

@@ -8,7 +8,7 @@ use std::collections::BTreeMap;
 use std::time::{Duration, Instant};
 
 use semantic_stress::anthropic::Usage;
-use semantic_stress::checks::{self, Verdict};
+use semantic_stress::checks::{self, Check, Verdict};
 use semantic_stress::metrics::{
     MemoryTrend, MetricsCollector, Outcome, RequestResult, WindowedSeries,
 };
@@ -100,7 +100,7 @@ fn synthetic(name: &str, scale: f64) -> Report {
     report.verdicts([
         checks::error_rate(&metrics, 0.05),
         checks::latency_p95(&metrics, Duration::from_millis(500)),
-        Verdict::new("custom", true, "< 1", "0", "multi\nline | message"),
+        Verdict::new(Check::Completed, true, "< 1", "0", "multi\nline | message").about("custom"),
     ]);
     report.generator = Some(GeneratorStats {
         slots: n,
@@ -366,7 +366,13 @@ fn write_all_writes_markdown_charts_and_an_index() {
     let dir = tempfile::tempdir().unwrap();
     let report = compared();
     let mut failing = synthetic("failing run", 1.0);
-    failing.verdicts([Verdict::new("memory_growth", false, "< 5%", "12%", "grew")]);
+    failing.verdicts([Verdict::new(
+        Check::MemoryGrowth,
+        false,
+        "< 5%",
+        "12%",
+        "grew",
+    )]);
     // Another JSON file in the directory must not break the index.
     std::fs::write(dir.path().join("other.json"), "{\"rows\": []}").unwrap();
 

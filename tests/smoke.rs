@@ -4,8 +4,8 @@
 
 use std::time::{Duration, Instant};
 
+use reference_server::{ReferenceServer, ServerConfig};
 use semantic_stress::anthropic::{Message, MessagesRequest};
-use semantic_stress::server::{ReferenceServer, ServerConfig};
 use semantic_stress::{
     Agent, Arrivals, Load, MetricsCollector, Outcome, Probe, Request, RequestResult, Stage, Stop,
     StressConfig, StressHarness, Sustained, checks, pool_utilization,

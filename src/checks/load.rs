@@ -2,6 +2,7 @@
 
 use std::time::Duration;
 
+use super::Check;
 use super::{Verdict, ms, pct};
 use crate::metrics::{LatencyHistogram, LoadMetrics};
 use crate::{Outcome, RequestResult};
@@ -10,7 +11,7 @@ use crate::{Outcome, RequestResult};
 /// sustained).
 pub fn error_rate(m: &LoadMetrics, max: f64) -> Verdict {
     Verdict::new(
-        "error_rate",
+        Check::ErrorRate,
         m.total > 0 && m.error_rate < max,
         format!("< {}", pct(max)),
         pct(m.error_rate),
@@ -32,7 +33,7 @@ pub fn error_rate(m: &LoadMetrics, max: f64) -> Verdict {
 pub fn no_server_errors(m: &LoadMetrics) -> Verdict {
     let n = m.counts.server_error;
     Verdict::new(
-        "no_server_errors",
+        Check::NoServerErrors,
         n == 0,
         "0",
         n.to_string(),
@@ -53,7 +54,7 @@ pub fn all_answered(m: &LoadMetrics) -> Verdict {
     let c = &m.counts;
     let lost = c.connect + c.timeout + c.protocol;
     Verdict::new(
-        "all_answered",
+        Check::AllAnswered,
         lost == 0 && m.total > 0,
         "0 unanswered",
         lost.to_string(),
@@ -67,7 +68,7 @@ pub fn all_answered(m: &LoadMetrics) -> Verdict {
 /// Every non-2xx was a graceful rejection (429 with `Retry-After` and the error envelope).
 pub fn only_graceful_failures(m: &LoadMetrics) -> Verdict {
     Verdict::new(
-        "only_graceful_failures",
+        Check::OnlyGracefulFailures,
         m.errors == 0 && m.total > 0,
         "0 non-graceful failures",
         m.errors.to_string(),
@@ -79,7 +80,7 @@ pub fn only_graceful_failures(m: &LoadMetrics) -> Verdict {
 /// everything gracefully has not handled the load, it has refused it.
 pub fn served_some(m: &LoadMetrics, min: u64) -> Verdict {
     Verdict::new(
-        "served_some",
+        Check::ServedSome,
         m.successful >= min,
         format!(">= {min} successes"),
         format!("{} of {}", m.successful, m.total),
@@ -90,7 +91,7 @@ pub fn served_some(m: &LoadMetrics, min: u64) -> Verdict {
 /// Graceful rejections appear under exhaustion: at least `min` of them.
 pub fn rejections_seen(m: &LoadMetrics, min: u64) -> Verdict {
     Verdict::new(
-        "rejections_seen",
+        Check::RejectionsSeen,
         m.rejected >= min,
         format!(">= {min} graceful rejections"),
         m.rejected.to_string(),
@@ -118,7 +119,7 @@ pub fn rejections_well_formed(results: &[RequestResult]) -> Verdict {
         .filter(|r| r.has_rejection_status() && r.outcome != Outcome::Rejected)
         .count();
     Verdict::new(
-        "rejections_well_formed",
+        Check::RejectionsWellFormed,
         bad == 0,
         "every 429/503/529 graceful",
         format!("{bad} of {total} malformed"),
@@ -144,7 +145,7 @@ pub fn rejections_fast(results: &[RequestResult], floor: Duration) -> Verdict {
     let limit = floor.max(ok.quantile(0.5) / 2);
     let p95 = rejected.quantile(0.95);
     Verdict::new(
-        "rejections_fast",
+        Check::RejectionsFast,
         !rejected.is_empty() && p95 <= limit,
         format!("p95 <= {}", ms(limit)),
         if rejected.is_empty() {
@@ -165,7 +166,7 @@ pub fn rejections_fast(results: &[RequestResult], floor: Duration) -> Verdict {
 pub fn latency_p95(m: &LoadMetrics, max: Duration) -> Verdict {
     let l = &m.success_latency;
     Verdict::new(
-        "latency_p95",
+        Check::LatencyP95,
         l.count > 0 && l.p95 < max,
         format!("< {}", ms(max)),
         ms(l.p95),
@@ -185,7 +186,7 @@ pub fn cache_hit_rate(m: &LoadMetrics, min: f64) -> Verdict {
     let c = &m.cache;
     let rate = c.request_hit_rate.unwrap_or(0.0);
     Verdict::new(
-        "cache_hit_rate",
+        Check::CacheHitRate,
         c.eligible > 0 && rate > min,
         format!("> {}", pct(min)),
         pct(rate),
@@ -201,7 +202,7 @@ pub fn cache_hit_rate(m: &LoadMetrics, min: f64) -> Verdict {
 /// Exactly `expected` requests succeeded (seed: all 500 of 10 agents × 50).
 pub fn completed(m: &LoadMetrics, expected: u64) -> Verdict {
     Verdict::new(
-        "completed",
+        Check::Completed,
         m.successful == expected && m.total == expected,
         format!("{expected} of {expected}"),
         format!("{} of {}", m.successful, m.total),
@@ -214,7 +215,7 @@ pub fn completed(m: &LoadMetrics, expected: u64) -> Verdict {
 /// figures.
 pub fn pool_reached(peak: Option<f64>, min: f64) -> Verdict {
     Verdict::new(
-        "pool_reached",
+        Check::PoolReached,
         peak.is_some_and(|p| p >= min),
         format!(">= {}", pct(min)),
         peak.map_or("unknown".to_owned(), pct),
@@ -230,7 +231,7 @@ pub fn pool_reached(peak: Option<f64>, min: f64) -> Verdict {
 pub fn no_early_rejections(low_phase_rejections: u64, low_phase_peak: Option<f64>) -> Verdict {
     let low = low_phase_peak.is_some_and(|p| p < 0.9);
     Verdict::new(
-        "no_early_rejections",
+        Check::NoEarlyRejections,
         low_phase_rejections == 0 && low,
         "0 rejections below 90% utilization",
         format!(

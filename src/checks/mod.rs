@@ -18,13 +18,135 @@ pub use trends::{memory_growth, no_degradation};
 
 use std::fmt;
 
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
+
+/// What a verdict judges: every check the suites run, by name.
+///
+/// Written to JSON and shown as its snake_case name (`error_rate`, `pool_recovery`, …).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+#[non_exhaustive]
+pub enum Check {
+    /// Share of requests that failed, graceful rejections not counted.
+    ErrorRate,
+    /// No 5xx answer.
+    NoServerErrors,
+    /// Every request got an answer: no timeout, connection failure or broken reply.
+    AllAnswered,
+    /// Every non-2xx answer was a graceful rejection.
+    OnlyGracefulFailures,
+    /// At least some requests were served.
+    ServedSome,
+    /// The load brought rejections.
+    RejectionsSeen,
+    /// Every rejection carried `Retry-After` and the error envelope.
+    RejectionsWellFormed,
+    /// Rejections came at once, not after the work ran.
+    RejectionsFast,
+    /// Success latency p95 under a limit.
+    LatencyP95,
+    /// Follow-up turns reused the agent's cache.
+    CacheHitRate,
+    /// The expected number of requests completed.
+    Completed,
+    /// The load pushed the pool past the utilization asked for.
+    PoolReached,
+    /// No rejection while the pool was far from full.
+    NoEarlyRejections,
+    /// An agent repeating its own prefix hits its cache.
+    IsolationSameAgentHits,
+    /// Another agent sending the identical prefix does not read the first agent's cache.
+    IsolationCrossAgentMisses,
+    /// No reply carries another agent's canary.
+    IsolationNoForeignCanary,
+    /// After saturation, new agents are served at baseline latency in time.
+    PoolRecovery,
+    /// Health probes answered quickly during and after the load.
+    HealthResponsive,
+    /// Every request sent was recorded exactly once.
+    Accounted,
+    /// Server memory growth after warm-up under a limit.
+    MemoryGrowth,
+    /// Late latency windows no worse than early ones, by a stated test.
+    NoDegradation,
+    /// The server process still runs after the load.
+    ServerAlive,
+    /// No regression against a saved baseline report.
+    BaselineRegression,
+}
+
+impl Check {
+    /// Every check, in a stable order.
+    pub const ALL: &[Self] = &[
+        Self::ErrorRate,
+        Self::NoServerErrors,
+        Self::AllAnswered,
+        Self::OnlyGracefulFailures,
+        Self::ServedSome,
+        Self::RejectionsSeen,
+        Self::RejectionsWellFormed,
+        Self::RejectionsFast,
+        Self::LatencyP95,
+        Self::CacheHitRate,
+        Self::Completed,
+        Self::PoolReached,
+        Self::NoEarlyRejections,
+        Self::IsolationSameAgentHits,
+        Self::IsolationCrossAgentMisses,
+        Self::IsolationNoForeignCanary,
+        Self::PoolRecovery,
+        Self::HealthResponsive,
+        Self::Accounted,
+        Self::MemoryGrowth,
+        Self::NoDegradation,
+        Self::ServerAlive,
+        Self::BaselineRegression,
+    ];
+
+    /// The check's snake_case name.
+    pub fn name(self) -> &'static str {
+        match self {
+            Self::ErrorRate => "error_rate",
+            Self::NoServerErrors => "no_server_errors",
+            Self::AllAnswered => "all_answered",
+            Self::OnlyGracefulFailures => "only_graceful_failures",
+            Self::ServedSome => "served_some",
+            Self::RejectionsSeen => "rejections_seen",
+            Self::RejectionsWellFormed => "rejections_well_formed",
+            Self::RejectionsFast => "rejections_fast",
+            Self::LatencyP95 => "latency_p95",
+            Self::CacheHitRate => "cache_hit_rate",
+            Self::Completed => "completed",
+            Self::PoolReached => "pool_reached",
+            Self::NoEarlyRejections => "no_early_rejections",
+            Self::IsolationSameAgentHits => "isolation_same_agent_hits",
+            Self::IsolationCrossAgentMisses => "isolation_cross_agent_misses",
+            Self::IsolationNoForeignCanary => "isolation_no_foreign_canary",
+            Self::PoolRecovery => "pool_recovery",
+            Self::HealthResponsive => "health_responsive",
+            Self::Accounted => "accounted",
+            Self::MemoryGrowth => "memory_growth",
+            Self::NoDegradation => "no_degradation",
+            Self::ServerAlive => "server_alive",
+            Self::BaselineRegression => "baseline_regression",
+        }
+    }
+}
+
+impl fmt::Display for Check {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.name())
+    }
+}
 
 /// The outcome of one check.
-#[derive(Debug, Clone, PartialEq, Serialize, serde::Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Verdict {
-    /// The check's name (`error_rate`, `no_server_errors`, …).
-    pub check: String,
+    /// What was judged.
+    pub check: Check,
+    /// What the check was applied to, when a run judges it more than once (an agent profile).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub subject: Option<String>,
     /// Whether the measured value meets the threshold.
     pub passed: bool,
     /// The threshold, as stated (`< 5%`).
@@ -38,18 +160,36 @@ pub struct Verdict {
 impl Verdict {
     /// A verdict; `passed` decides the wording's tone only through `message`.
     pub fn new(
-        check: impl Into<String>,
+        check: Check,
         passed: bool,
         threshold: impl Into<String>,
         measured: impl Into<String>,
         message: impl Into<String>,
     ) -> Self {
         Self {
-            check: check.into(),
+            check,
+            subject: None,
             passed,
             threshold: threshold.into(),
             measured: measured.into(),
             message: message.into(),
+        }
+    }
+}
+
+impl Verdict {
+    /// The same verdict about `subject`.
+    #[must_use]
+    pub fn about(mut self, subject: impl Into<String>) -> Self {
+        self.subject = Some(subject.into());
+        self
+    }
+
+    /// The check's name, with its subject when there is one (`completed[short_frequent]`).
+    pub fn label(&self) -> String {
+        match &self.subject {
+            Some(s) => format!("{}[{s}]", self.check),
+            None => self.check.to_string(),
         }
     }
 }
@@ -60,7 +200,7 @@ impl fmt::Display for Verdict {
             f,
             "[{}] {}: measured {}, threshold {} — {}",
             if self.passed { "PASS" } else { "FAIL" },
-            self.check,
+            self.label(),
             self.measured,
             self.threshold,
             self.message

@@ -4,6 +4,7 @@ use std::time::Duration;
 
 use serde::Serialize;
 
+use super::Check;
 use super::{Verdict, ms, pct};
 use crate::metrics::LatencyHistogram;
 use crate::{Outcome, RequestResult};
@@ -37,7 +38,7 @@ pub fn isolation(e: &IsolationEvidence, min_same_hit_rate: f64) -> Vec<Verdict> 
     let same = rate(e.same_agent_hits, e.same_agent_pairs);
     vec![
         Verdict::new(
-            "isolation_same_agent_hits",
+            Check::IsolationSameAgentHits,
             e.same_agent_pairs > 0 && same >= min_same_hit_rate,
             format!(">= {}", pct(min_same_hit_rate)),
             pct(same),
@@ -47,14 +48,14 @@ pub fn isolation(e: &IsolationEvidence, min_same_hit_rate: f64) -> Vec<Verdict> 
             ),
         ),
         Verdict::new(
-            "isolation_cross_agent_misses",
+            Check::IsolationCrossAgentMisses,
             e.cross_agent_pairs > 0 && e.cross_agent_hits == 0,
             "0 hits",
             format!("{} of {}", e.cross_agent_hits, e.cross_agent_pairs),
             "first turns of agents sending a prefix another agent had cached must reuse nothing",
         ),
         Verdict::new(
-            "isolation_no_foreign_canary",
+            Check::IsolationNoForeignCanary,
             e.replies_checked > 0 && e.foreign_canaries.is_empty(),
             "0 replies",
             format!("{} of {}", e.foreign_canaries.len(), e.replies_checked),
@@ -70,7 +71,7 @@ pub fn isolation(e: &IsolationEvidence, min_same_hit_rate: f64) -> Vec<Verdict> 
 /// stopped (seed: 30 s). `None`: it never did within the measurement window.
 pub fn recovery(time: Option<Duration>, max: Duration) -> Verdict {
     Verdict::new(
-        "pool_recovery",
+        Check::PoolRecovery,
         time.is_some_and(|t| t < max),
         format!("< {:.0} s", max.as_secs_f64()),
         time.map_or("never".to_owned(), |t| format!("{:.2} s", t.as_secs_f64())),
@@ -96,7 +97,7 @@ pub fn health_responsive(probes: &[RequestResult], max: Duration) -> Verdict {
     }
     let p99 = h.quantile(0.99);
     Verdict::new(
-        "health_responsive",
+        Check::HealthResponsive,
         !probes.is_empty() && failed == 0 && p99 < max,
         format!("all 2xx, p99 < {}", ms(max)),
         format!("{failed} failed, p99 {}", ms(p99)),
@@ -111,7 +112,7 @@ pub fn health_responsive(probes: &[RequestResult], max: Duration) -> Verdict {
 /// Every request sent was recorded exactly once.
 pub fn accounted(sent: u64, recorded: u64) -> Verdict {
     Verdict::new(
-        "accounted",
+        Check::Accounted,
         sent == recorded,
         "sent == recorded",
         format!("{sent} sent, {recorded} recorded"),

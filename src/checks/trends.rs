@@ -1,5 +1,6 @@
 //! Checks over a run's course in time: memory growth and latency degradation.
 
+use super::Check;
 use super::{Verdict, pct};
 use crate::metrics::{Degradation, MemoryTrend};
 
@@ -9,7 +10,7 @@ use crate::metrics::{Degradation, MemoryTrend};
 pub fn memory_growth(trend: Option<&MemoryTrend>, max: f64, error: Option<&str>) -> Verdict {
     let Some(t) = trend else {
         return Verdict::new(
-            "memory_growth",
+            Check::MemoryGrowth,
             false,
             format!("< {}", pct(max)),
             "no samples",
@@ -21,7 +22,7 @@ pub fn memory_growth(trend: Option<&MemoryTrend>, max: f64, error: Option<&str>)
     };
     let mib = |b: f64| b / (1024.0 * 1024.0);
     Verdict::new(
-        "memory_growth",
+        Check::MemoryGrowth,
         t.relative_growth < max,
         format!("< {}", pct(max)),
         pct(t.relative_growth),
@@ -47,7 +48,7 @@ pub fn no_degradation(d: Option<&Degradation>, max_ratio: f64, alpha: f64) -> Ve
     let threshold = format!("not (p95 ratio > {max_ratio:.2} and p < {alpha})");
     let Some(d) = d else {
         return Verdict::new(
-            "no_degradation",
+            Check::NoDegradation,
             false,
             threshold,
             "not enough windows",
@@ -59,7 +60,7 @@ pub fn no_degradation(d: Option<&Degradation>, max_ratio: f64, alpha: f64) -> Ve
     let degraded = ratio.is_some_and(|r| r > max_ratio) && p.is_some_and(|p| p < alpha);
     let measurable = ratio.is_some() && p.is_some();
     Verdict::new(
-        "no_degradation",
+        Check::NoDegradation,
         measurable && !degraded,
         threshold,
         format!(

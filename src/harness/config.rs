@@ -108,20 +108,10 @@ impl StressConfig {
         let get = |name: &str| get(name).filter(|v| !v.trim().is_empty());
         let mut config =
             Self::new(get("SEMANTIC_BASE_URL").unwrap_or_else(|| DEFAULT_BASE_URL.to_owned()));
-        if let Some(v) = get("SEMANTIC_STRESS_TEST_WORKERS") {
-            config.workers = parse(&v, "SEMANTIC_STRESS_TEST_WORKERS")?;
-        }
-        if let Some(v) = get("SEMANTIC_STRESS_TEST_RATE_LIMIT") {
-            config.rate_limit = Some(parse(&v, "SEMANTIC_STRESS_TEST_RATE_LIMIT")?);
-        }
-        if let Some(v) = get("SEMANTIC_STRESS_TEST_DURATION") {
-            let secs: f64 = parse(&v, "SEMANTIC_STRESS_TEST_DURATION")?;
-            config.duration =
-                Duration::try_from_secs_f64(secs).map_err(|e| Error::InvalidConfig {
-                    field: "SEMANTIC_STRESS_TEST_DURATION",
-                    reason: format!("{v:?}: {e}"),
-                })?;
-        }
+        let sizes = super::Overrides::from_lookup(&get)?;
+        config.workers = sizes.workers_or(config.workers);
+        config.rate_limit = sizes.rate.or(config.rate_limit);
+        config.duration = sizes.duration_or(config.duration);
         config.api_key = get("SEMANTIC_API_KEY");
         if let Some(v) = get("SEMANTIC_GRACEFUL_STATUSES") {
             config.graceful_statuses = v
@@ -316,7 +306,7 @@ mod tests {
         let err = StressConfig::from_lookup(lookup(&[("SEMANTIC_STRESS_TEST_RATE_LIMIT", "-1")]))
             .unwrap_err()
             .to_string();
-        assert!(err.contains("rate_limit"), "{err}");
+        assert!(err.contains("SEMANTIC_STRESS_TEST_RATE_LIMIT"), "{err}");
         assert!(StressConfig::new("x").workers(0).validate().is_err());
     }
 }

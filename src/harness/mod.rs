@@ -16,6 +16,7 @@ mod agent;
 mod config;
 mod engine;
 mod load;
+mod overrides;
 mod pacer;
 mod shards;
 mod sustained;
@@ -31,6 +32,7 @@ pub use agent::{Agent, Tally};
 pub use config::{DEFAULT_BASE_URL, DEFAULT_DURATION, DEFAULT_TIMEOUT, StressConfig};
 pub use engine::{GeneratorStats, Slot};
 pub use load::{Arrivals, Load, Pacing, Stage, Stop};
+pub use overrides::Overrides;
 pub use sustained::{Progress, ProgressFn, Sustained, SustainedLoadMetrics};
 
 use agent::{RunShared, Sink};

@@ -44,7 +44,7 @@ use std::time::Duration;
 use serde::{Deserialize, Serialize};
 
 use super::Report;
-use crate::checks::Verdict;
+use crate::checks::{Check, Verdict};
 use crate::metrics::serde_duration::millis;
 use crate::{Error, LoadMetrics};
 
@@ -52,7 +52,7 @@ use crate::{Error, LoadMetrics};
 pub const ENV: &str = "SEMANTIC_STRESS_BASELINE";
 
 /// The name of the verdict a comparison gives.
-pub const CHECK: &str = "baseline_regression";
+pub const CHECK: Check = Check::BaselineRegression;
 
 /// How much worse than the baseline a run may be before it counts as a regression.
 #[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]

@@ -60,7 +60,7 @@ impl Report {
                 s,
                 "| {} | `{}` | {} | {} | {} |",
                 if v.passed { "PASS" } else { "**FAIL**" },
-                v.check,
+                v.label(),
                 cell(&v.threshold),
                 cell(&v.measured),
                 cell(&v.message)

@@ -6,7 +6,7 @@
 
 use serde_json::{Map, Value};
 
-use crate::anthropic::Role;
+use semantic_stress::anthropic::Role;
 
 /// Largest accepted `max_tokens`.
 pub(crate) const MAX_TOKENS_LIMIT: u64 = 65_536;

@@ -15,9 +15,9 @@
 //!
 //! # Example
 //! ```no_run
-//! use semantic_stress::server::{Fault, ReferenceServer, ServerConfig};
+//! use reference_server::{Fault, ReferenceServer, ServerConfig};
 //!
-//! # async fn demo() -> Result<(), semantic_stress::Error> {
+//! # async fn demo() -> Result<(), reference_server::Error> {
 //! let server = ReferenceServer::start(ServerConfig::default().fault(Fault::NoCache)).await?;
 //! let url = format!("{}/v1/messages", server.base_url());
 //! // ... send load to `url` ...
@@ -34,6 +34,7 @@ mod app;
 mod cli;
 mod config;
 mod engine;
+mod error;
 mod fault;
 mod generate;
 mod messages;
@@ -52,6 +53,7 @@ mod validate;
 pub use app::{App, Dropped};
 pub use cli::{DEFAULT_PORT, ServerArgs};
 pub use config::{KvDtype, ModelSpec, PoolGeometry, Profile, ServerConfig, TOKENS_PER_BLOCK};
+pub use error::{Error, Result};
 pub use fault::{Fault, ParseFaultError};
 pub use response::Body;
 pub use serve::ReferenceServer;

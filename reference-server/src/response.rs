@@ -10,7 +10,7 @@ use http_body_util::combinators::UnsyncBoxBody;
 use http_body_util::{BodyExt, Full};
 use serde::Serialize;
 
-use crate::anthropic::ErrorEnvelope;
+use semantic_stress::anthropic::ErrorEnvelope;
 
 /// Body of every response of the reference server: a whole buffer or a stream of chunks.
 pub type Body = UnsyncBoxBody<Bytes, Infallible>;

@@ -3,7 +3,7 @@
 use proptest::prelude::*;
 
 use super::*;
-use crate::server::config::ServerConfig;
+use crate::config::ServerConfig;
 
 /// The default geometry (256 blocks of 4 layers) with the 95% admission limit.
 fn policy() -> CachePolicy {

@@ -10,7 +10,7 @@
 //! Words of the form `CANARY-<id>` are canaries: the prompt remembers the last one so that the
 //! reply can repeat it (see [`super::generate`]).
 
-use crate::anthropic::Role;
+use semantic_stress::anthropic::Role;
 
 /// Token of the system prompt's role marker.
 const SYSTEM_MARKER: u32 = 1;

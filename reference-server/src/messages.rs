@@ -24,7 +24,7 @@ use super::stats::{Ending, bump};
 use super::stream::{self, Finish, StreamPlan};
 use super::tokenizer::{Prompt, hash_tokens};
 use super::validate::{Endpoint, ParsedRequest, parse_request, session_agent};
-use crate::anthropic::{MessagesResponse, Role, TextBlock, Usage};
+use semantic_stress::anthropic::{MessagesResponse, Role, TextBlock, Usage};
 
 /// Bytes of an oversized body read and discarded before answering 413, so that the client
 /// gets the answer instead of a reset.

@@ -3,25 +3,34 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use semantic_stress::checks::{self, IsolationEvidence};
-use semantic_stress::workload::{TextGen, canaries_in, canary};
-use semantic_stress::{Agent, Load, MetricsCollector, Outcome, Report, RequestResult};
+use crate::checks::{self, IsolationEvidence};
+use crate::workload::{TextGen, canaries_in, canary};
+use crate::{Agent, Load, MetricsCollector, Outcome, Report, RequestResult};
 use tokio::sync::watch;
 
-use super::super::Target;
+use super::Target;
 use super::*;
 
 /// The seed's rapid agents: `agents` agents × `per_agent` single-turn requests each
 /// ("Agent A request i", `max_tokens` 50), all at once; every request must complete.
-pub async fn rapid_agents(target: &Target, name: &str, agents: usize, per_agent: usize) -> Report {
-    let harness = target.harness(|c| c.workers(agents));
+pub async fn rapid_agents(
+    target: &Target,
+    name: &str,
+    agents: usize,
+    per_agent: usize,
+) -> crate::Result<Report> {
+    let model = target.config().model.clone();
+    let harness = target.harness(|c| c.workers(agents))?;
     let by_agent = harness
-        .run_agent_workloads(agents, move |mut agent: Agent| async move {
-            for i in 0..per_agent {
-                let text = format!("Agent {} request {i}", agent.id());
-                agent.send(message(&text, 50)).await;
+        .run_agent_workloads(agents, move |mut agent: Agent| {
+            let model = model.clone();
+            async move {
+                for i in 0..per_agent {
+                    let text = format!("Agent {} request {i}", agent.id());
+                    agent.send(message(&model, &text, 50)).await;
+                }
+                agent
             }
-            agent
         })
         .await;
     let results: Vec<RequestResult> = by_agent.values().flatten().cloned().collect();
@@ -48,20 +57,21 @@ pub async fn rapid_agents(target: &Target, name: &str, agents: usize, per_agent:
         checks::latency_p95(&m, Duration::from_secs(2)),
     ]);
     report.metrics = Some(m);
-    report
+    Ok(report)
 }
 
 /// Multi-turn conversations by `agents` agents at once, `turns` turns each, every agent with
 /// its own canary in its first turn after a prefix shared by all agents. Gives the run's
 /// metrics and the paired isolation evidence.
-pub async fn conversations(
+pub(crate) async fn conversations(
     target: &Target,
     agents: usize,
     turns: u32,
     prefix_words: usize,
-) -> (Vec<RequestResult>, IsolationEvidence) {
-    let harness = target.harness(|c| c.workers(agents));
-    let background = target.harness(|c| c.workers(BACKGROUND_WORKERS));
+) -> crate::Result<(Vec<RequestResult>, IsolationEvidence)> {
+    let model = target.config().model.clone();
+    let harness = target.harness(|c| c.workers(agents))?;
+    let background = target.harness(|c| c.workers(BACKGROUND_WORKERS))?;
     let shared_prefix = Arc::new(TextGen::new(42).words(prefix_words));
     // The first agent caches the shared prefix before the others send it, so that a server
     // sharing caches across agents would show hits on their first turns.
@@ -71,11 +81,8 @@ pub async fn conversations(
     // hold under load and not only on an idle server.
     let noise_requests = (agents as u64 * u64::from(turns)).max(20);
     let noise = background.run(
-        Load::closed(
-            BACKGROUND_WORKERS,
-            semantic_stress::Stop::requests(noise_requests),
-        ),
-        |slot| message(&TextGen::new(1000 + slot.index).words(30), 32),
+        Load::closed(BACKGROUND_WORKERS, crate::Stop::requests(noise_requests)),
+        move |slot| message(&model, &TextGen::new(1000 + slot.index).words(30), 32),
     );
     let talk = harness.run_agent_workloads(agents, move |mut agent: Agent| {
         let prefix = Arc::clone(&shared_prefix);
@@ -128,12 +135,17 @@ pub async fn conversations(
         }
         results.extend(records.iter().cloned());
     }
-    (results, evidence)
+    Ok((results, evidence))
 }
 
 /// Cache isolation under concurrent load, shown by pairs and canaries.
-pub async fn isolation(target: &Target, name: &str, agents: usize, turns: u32) -> Report {
-    let (results, evidence) = conversations(target, agents, turns, 300).await;
+pub async fn isolation(
+    target: &Target,
+    name: &str,
+    agents: usize,
+    turns: u32,
+) -> crate::Result<Report> {
+    let (results, evidence) = conversations(target, agents, turns, 300).await?;
     let m = MetricsCollector::analyze(&results);
     let mut report = base_report(name, target);
     report.config("agents", agents).config("turns", turns);
@@ -141,12 +153,17 @@ pub async fn isolation(target: &Target, name: &str, agents: usize, turns: u32) -
     report.verdicts(checks::isolation(&evidence, 0.8));
     report.verdicts([checks::error_rate(&m, 0.05)]);
     report.metrics = Some(m);
-    report
+    Ok(report)
 }
 
 /// Latency of multi-turn agents under load: p95 of successes under `max` (seed: 2 s).
-pub async fn latency_under_load(target: &Target, name: &str, agents: usize, turns: u32) -> Report {
-    let (results, _) = conversations(target, agents, turns, 100).await;
+pub async fn latency_under_load(
+    target: &Target,
+    name: &str,
+    agents: usize,
+    turns: u32,
+) -> crate::Result<Report> {
+    let (results, _) = conversations(target, agents, turns, 100).await?;
     let m = MetricsCollector::analyze(&results);
     let mut report = base_report(name, target);
     report.config("agents", agents).config("turns", turns);
@@ -155,12 +172,18 @@ pub async fn latency_under_load(target: &Target, name: &str, agents: usize, turn
         checks::error_rate(&m, 0.05),
     ]);
     report.metrics = Some(m);
-    report
+    Ok(report)
 }
 
 /// Cache hit rate of multi-turn conversations (turns ≥ 2) above `min` (seed: 80%).
-pub async fn hit_rate(target: &Target, name: &str, agents: usize, turns: u32, min: f64) -> Report {
-    let (results, _) = conversations(target, agents, turns, 100).await;
+pub async fn hit_rate(
+    target: &Target,
+    name: &str,
+    agents: usize,
+    turns: u32,
+    min: f64,
+) -> crate::Result<Report> {
+    let (results, _) = conversations(target, agents, turns, 100).await?;
     let m = MetricsCollector::analyze(&results);
     let mut report = base_report(name, target);
     report.config("agents", agents).config("turns", turns);
@@ -169,5 +192,5 @@ pub async fn hit_rate(target: &Target, name: &str, agents: usize, turns: u32, mi
         checks::error_rate(&m, 0.05),
     ]);
     report.metrics = Some(m);
-    report
+    Ok(report)
 }

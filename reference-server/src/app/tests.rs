@@ -9,7 +9,7 @@ use http_body_util::{BodyExt, Full};
 use serde_json::{Value, json};
 
 use super::*;
-use crate::server::fault::Fault;
+use crate::fault::Fault;
 
 fn app(config: ServerConfig) -> App {
     App::new(config).expect("valid config")

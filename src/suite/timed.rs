@@ -3,31 +3,57 @@
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use semantic_stress::checks::{self};
-use semantic_stress::workload::TextGen;
-use semantic_stress::{Agent, MetricsCollector, Report};
+use crate::checks::{self};
+use crate::workload::TextGen;
+use crate::{Agent, MetricsCollector, Report};
 
-use super::super::Target;
+use super::Target;
 use super::*;
 
-/// One sustained run: `agents` session agents in multi-turn conversations (of random length), paced at `rate` requests/s in total, for `duration`, with the server's memory
-/// sampled when its pid is known. Progress goes to stderr.
+/// What makes two sustained runs the same run: the verdicts of one run can be judged by
+/// several tests when their settings match.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct SustainedSettings {
+    /// How long the load runs.
+    pub duration: Duration,
+    /// Requests per second, in total.
+    pub rate: f64,
+    /// Agents in multi-turn conversations.
+    pub agents: usize,
+}
+
+/// One sustained run: its report (settings, figures, series, the accounting verdict) and the
+/// figures the sustained verdicts judge (error rate, memory trend, degradation).
+#[derive(Debug, Clone)]
+pub struct SustainedRun {
+    /// The run's report, without the verdicts of the tests that judge it.
+    pub report: Report,
+    /// The run's figures.
+    pub metrics: crate::SustainedLoadMetrics,
+}
+
+/// One sustained run: `settings.agents` session agents in multi-turn conversations (of random
+/// length), paced at `settings.rate` requests/s in total, for `settings.duration`, with the
+/// server's memory sampled when its pid is known. `progress`, if given, is called every
+/// second (e.g. [`ProgressPrinter`](crate::report::progress::ProgressPrinter)).
 pub async fn sustained(
     target: &Target,
     name: &str,
-    duration: Duration,
-    rate: f64,
-    agents: usize,
-) -> (Report, semantic_stress::SustainedLoadMetrics) {
-    let harness = target.harness(|c| c.workers(agents).rate_limit(Some(rate)));
-    let every = Duration::from_secs(1);
-    let mut options = semantic_stress::Sustained::new(duration)
-        .memory_pid(target.pid())
-        .memory_from_metrics(!target.is_reference())
-        .progress(
-            every,
-            semantic_stress::report::progress::ProgressPrinter::stderr(name).into_callback(),
-        );
+    settings: SustainedSettings,
+    progress: Option<crate::ProgressFn>,
+) -> crate::Result<SustainedRun> {
+    let SustainedSettings {
+        duration,
+        rate,
+        agents,
+    } = settings;
+    let harness = target.harness(|c| c.workers(agents).rate_limit(Some(rate)))?;
+    let mut options = crate::Sustained::new(duration)
+        .memory_pid(target.server_pid())
+        .memory_from_metrics(!target.is_reference());
+    if let Some(progress) = progress {
+        options = options.progress(Duration::from_secs(1), move |p| progress(p));
+    }
     // Warm-up covers the workload's own ramp: conversations reach their steady-state length
     // (at most 16 turns at about one turn per agent per second) within 20 s.
     options.warmup = options.window.max(SUSTAINED_WARMUP).min(duration / 2);
@@ -43,8 +69,7 @@ pub async fn sustained(
             agent.send_turn(text.words_in(20..=60)).await;
             agent
         })
-        .await
-        .expect("valid sustained run");
+        .await?;
     let mut report = base_report(name, target);
     report
         .config("duration_s", duration.as_secs_f64())
@@ -52,23 +77,25 @@ pub async fn sustained(
         .config("agents", agents)
         .config("window_s", options.window.as_secs_f64())
         .config("warmup_s", options.warmup.as_secs_f64());
-    report.series = Some(semantic_stress::report::Series::of(&sustained));
+    report.series = Some(crate::report::Series::of(&sustained));
     report.verdicts([checks::accounted(sustained.sent, sustained.load.total)]);
     report.metrics = Some(sustained.load.clone());
     report.generator = Some(sustained.generator.clone());
-    (report, sustained)
+    Ok(SustainedRun {
+        report,
+        metrics: sustained,
+    })
 }
 
 /// The seed's five agent profiles at once for `span`: every agent completes its workload, no
 /// request hangs, per-profile latency and cache figures, long-context follow-ups hit.
-pub async fn realistic(target: &Target, name: &str, span: Duration) -> Report {
-    let profiles = semantic_stress::workload::Profile::seed_profiles(span);
+pub async fn realistic(target: &Target, name: &str, span: Duration) -> crate::Result<Report> {
+    let profiles = crate::workload::Profile::seed_profiles(span);
     let n = profiles.len();
-    let harness = target.harness(|c| c.workers(n));
+    let harness = target.harness(|c| c.workers(n))?;
     let shared = Arc::new(profiles.clone());
-    let sampler = target.pid().and_then(|pid| {
-        semantic_stress::MemorySampler::start(pid, (span / 100).max(Duration::from_millis(100)))
-            .ok()
+    let sampler = target.server_pid().and_then(|pid| {
+        crate::MemorySampler::start(pid, (span / 100).max(Duration::from_millis(100))).ok()
     });
     let started = Instant::now();
     let by_agent = harness
@@ -126,19 +153,15 @@ pub async fn realistic(target: &Target, name: &str, span: Duration) -> Report {
                 "prompt_tokens": m.cache.prompt_tokens,
             }),
         );
-        let mut v = checks::completed(&m, m.total.max(1));
-        v.check = format!("completed_{profile}");
-        verdicts.push(v);
+        verdicts.push(checks::completed(&m, m.total.max(1)).about(profile));
         if profile == "long_context_occasional" {
-            let mut v = checks::cache_hit_rate(&m, 0.8);
-            v.check = "long_context_followups_hit".to_owned();
-            verdicts.push(v);
+            verdicts.push(checks::cache_hit_rate(&m, 0.8).about(profile));
         }
         all.extend(records.iter().cloned());
     }
     let m = MetricsCollector::analyze(&all);
     let window = (span / 10).max(Duration::from_secs(1));
-    let mut windows = semantic_stress::metrics::WindowedSeries::new(started, window);
+    let mut windows = crate::metrics::WindowedSeries::new(started, window);
     for r in &all {
         windows.record(r);
     }
@@ -146,9 +169,9 @@ pub async fn realistic(target: &Target, name: &str, span: Duration) -> Report {
         Some(s) => s.stop().await,
         None => Vec::new(),
     };
-    report.series = Some(semantic_stress::report::Series {
+    report.series = Some(crate::report::Series {
         windows: windows.windows(),
-        memory: semantic_stress::metrics::MemoryTrend::from_samples(&memory_samples, window),
+        memory: crate::metrics::MemoryTrend::from_samples(&memory_samples, window),
         memory_samples,
         degradation: windows.degradation(2),
         harness_memory: None,
@@ -157,7 +180,7 @@ pub async fn realistic(target: &Target, name: &str, span: Duration) -> Report {
     verdicts.push(checks::all_answered(&m));
     report.verdicts(verdicts);
     report.metrics = Some(m);
-    report
+    Ok(report)
 }
 
 /// `pause`, cut short at `end`.

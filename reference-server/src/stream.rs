@@ -17,7 +17,7 @@ use super::response::Body;
 use super::sse;
 use super::stats::Ending;
 use super::tokenizer::Prompt;
-use crate::anthropic::Usage;
+use semantic_stress::anthropic::Usage;
 
 /// Frames buffered between the writer task and the connection.
 const CHANNEL_FRAMES: usize = 16;

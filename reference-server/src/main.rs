@@ -9,7 +9,7 @@ use std::io::{Read, Write};
 use std::process::ExitCode;
 
 use clap::Parser;
-use semantic_stress::server::{ReferenceServer, ServerArgs};
+use reference_server::{ReferenceServer, ServerArgs};
 use tokio::sync::oneshot;
 
 /// Reference implementation of the semantic caching server (Anthropic Messages API with

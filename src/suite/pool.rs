@@ -2,25 +2,27 @@
 
 use std::time::{Duration, Instant};
 
-use semantic_stress::anthropic::{Message, MessagesRequest};
-use semantic_stress::checks::{self, Verdict};
-use semantic_stress::{
+use crate::anthropic::{Message, MessagesRequest};
+use crate::checks::{self, Check, Verdict};
+use crate::{
     Load, MetricsCollector, Outcome, Probe, Report, Request, RequestResult, Stage, pool_utilization,
 };
 
-use super::super::Target;
+use super::Target;
 use super::*;
 
 /// `n` identical requests at once (seed: 150, `max_tokens` 100): every one answered, no 5xx,
 /// every non-2xx a graceful rejection.
-pub async fn concurrent_burst(target: &Target, name: &str, n: usize) -> Report {
-    let harness = target.harness(|c| c.workers(n));
-    let body = message("Explain how a block pool serves many agents at once.", 100);
-    let load = Load::closed(n, semantic_stress::Stop::requests(n as u64));
-    let run = harness
-        .run(load, move |_| body.clone())
-        .await
-        .expect("valid load");
+pub async fn concurrent_burst(target: &Target, name: &str, n: usize) -> crate::Result<Report> {
+    let model = target.config().model.clone();
+    let harness = target.harness(|c| c.workers(n))?;
+    let body = message(
+        &model,
+        "Explain how a block pool serves many agents at once.",
+        100,
+    );
+    let load = Load::closed(n, crate::Stop::requests(n as u64));
+    let run = harness.run(load, move |_| body.clone()).await?;
     let m = MetricsCollector::analyze(&run.results);
     let mut report = base_report(name, target);
     report.config("requests", n).config("max_tokens", 100);
@@ -33,7 +35,7 @@ pub async fn concurrent_burst(target: &Target, name: &str, n: usize) -> Report {
     ]);
     report.metrics = Some(m);
     report.generator = Some(run.generator);
-    report
+    Ok(report)
 }
 
 /// Load until the pool passes 95%: a low phase (`low` closed-loop workers) that must see no
@@ -51,38 +53,41 @@ pub async fn graceful_rejection(
     high_rate: f64,
     high_hold: Duration,
     max_tokens: u32,
-) -> Report {
-    let harness = target.harness(|c| c.workers(HIGH_IN_FLIGHT));
+) -> crate::Result<Report> {
+    let model = target.config().model.clone();
+    let harness = target.harness(|c| c.workers(HIGH_IN_FLIGHT))?;
     let health = Probe::start(
         harness.client().clone(),
         Request::get("/health").keep_text(),
         Duration::from_millis(20),
         100_000,
     );
-    let body = message("Write a long story about caches and agents.", max_tokens);
+    let body = message(
+        &model,
+        "Write a long story about caches and agents.",
+        max_tokens,
+    );
     let low_body = body.clone();
     let low_run = harness
         .run(
-            Load::closed(low.concurrency, semantic_stress::Stop::after(low.hold)),
+            Load::closed(low.concurrency, crate::Stop::after(low.hold)),
             move |_| low_body.clone(),
         )
-        .await
-        .expect("valid load");
+        .await?;
     let low_end = Instant::now();
     let high_run = harness
         .run(
             Load::open(
                 HIGH_IN_FLIGHT,
-                semantic_stress::Arrivals::Poisson {
+                crate::Arrivals::Poisson {
                     per_second: high_rate,
                     seed: harness.config().seed,
                 },
-                semantic_stress::Stop::after(high_hold),
+                crate::Stop::after(high_hold),
             ),
             move |_| body.clone(),
         )
-        .await
-        .expect("valid load");
+        .await?;
     let probes = health.stop().await;
     let mut run = low_run;
     run.sent += high_run.sent;
@@ -146,33 +151,40 @@ pub async fn graceful_rejection(
     ]);
     report.metrics = Some(m);
     report.generator = Some(run.generator);
-    report
+    Ok(report)
 }
 
 /// Rate-paced load past capacity for `duration` while `/health/live` is probed: no 5xx,
 /// health answers quickly during and after, and the server process stays alive.
-pub async fn no_crash(target: &mut Target, name: &str, rate: f64, duration: Duration) -> Report {
+pub async fn no_crash(
+    target: &Target,
+    name: &str,
+    rate: f64,
+    duration: Duration,
+) -> crate::Result<Report> {
+    let model = target.config().model.clone();
     let workers = 256;
-    let harness = target.harness(|c| c.workers(workers));
+    let harness = target.harness(|c| c.workers(workers))?;
     let live = Probe::start(
         harness.client().clone(),
         Request::get("/health/live"),
         Duration::from_millis(50),
         100_000,
     );
-    let body = message("Keep answering while the pool is under pressure.", 100);
+    let body = message(
+        &model,
+        "Keep answering while the pool is under pressure.",
+        100,
+    );
     let load = Load::open(
         workers,
-        semantic_stress::Arrivals::Poisson {
+        crate::Arrivals::Poisson {
             per_second: rate,
             seed: harness.config().seed,
         },
-        semantic_stress::Stop::after(duration),
+        crate::Stop::after(duration),
     );
-    let run = harness
-        .run(load, move |_| body.clone())
-        .await
-        .expect("valid load");
+    let run = harness.run(load, move |_| body.clone()).await?;
     tokio::time::sleep(Duration::from_secs(1)).await;
     let probes = live.stop().await;
     let alive = target.is_alive();
@@ -186,7 +198,7 @@ pub async fn no_crash(target: &mut Target, name: &str, rate: f64, duration: Dura
         checks::no_server_errors(&m),
         checks::health_responsive(&probes, Duration::from_millis(500)),
         Verdict::new(
-            "server_alive",
+            Check::ServerAlive,
             alive,
             "running",
             if alive { "running" } else { "exited" },
@@ -195,19 +207,26 @@ pub async fn no_crash(target: &mut Target, name: &str, rate: f64, duration: Dura
     ]);
     report.metrics = Some(m);
     report.generator = Some(run.generator);
-    report
+    Ok(report)
 }
 
 /// Saturate the pool with many agents, stop, and measure how long until a new agent's normal
 /// request succeeds again at baseline latency (seed: < 30 s). Probes every 100 ms for at
 /// most `window`.
-pub async fn recovery(target: &Target, name: &str, window: Duration, max: Duration) -> Report {
-    let harness = target.harness(|c| c.workers(200));
+pub async fn recovery(
+    target: &Target,
+    name: &str,
+    window: Duration,
+    max: Duration,
+) -> crate::Result<Report> {
+    let model = target.config().model.clone();
+    let harness = target.harness(|c| c.workers(200))?;
     // Every request is a new agent, as after a real burst of users: a server that never frees
     // their blocks (or never evicts idle caches) cannot admit anyone new.
     let tag = format!("{:x}", std::process::id());
-    let normal =
-        |who: &str| message("Is the pool back to normal?", 20).session(format!("{who}-{tag}"));
+    let normal = |who: &str| {
+        message(&model, "Is the pool back to normal?", 20).session(format!("{who}-{tag}"))
+    };
     let mut baseline = Vec::new();
     for i in 0..5 {
         baseline.push(
@@ -218,8 +237,12 @@ pub async fn recovery(target: &Target, name: &str, window: Duration, max: Durati
         );
     }
     let base = MetricsCollector::analyze(&baseline);
-    let heavy = message("Write a very long story about caches and agents.", 400);
-    let load = Load::closed(200, semantic_stress::Stop::after(Duration::from_secs(2)));
+    let heavy = message(
+        &model,
+        "Write a very long story about caches and agents.",
+        400,
+    );
+    let load = Load::closed(200, crate::Stop::after(Duration::from_secs(2)));
     let sat_tag = tag.clone();
     let saturation = harness
         .run(load, move |slot| {
@@ -227,8 +250,7 @@ pub async fn recovery(target: &Target, name: &str, window: Duration, max: Durati
                 .clone()
                 .session(format!("sat-{sat_tag}-{}", slot.index))
         })
-        .await
-        .expect("valid load");
+        .await?;
     let sat = MetricsCollector::analyze(&saturation.results);
     let stopped = Instant::now();
     let limit =
@@ -272,25 +294,27 @@ pub async fn recovery(target: &Target, name: &str, window: Duration, max: Durati
         checks::recovery(recovered, max),
     ]);
     report.metrics = Some(sat);
-    report
+    Ok(report)
 }
 
 /// `n` streamed requests, `concurrency` at a time: every stream must end in `message_stop`
 /// with tokens (a truncated stream is a protocol failure, never a success).
-pub async fn streams(target: &Target, name: &str, n: usize, concurrency: usize) -> Report {
-    let harness = target.harness(|c| c.workers(concurrency));
+pub async fn streams(
+    target: &Target,
+    name: &str,
+    n: usize,
+    concurrency: usize,
+) -> crate::Result<Report> {
+    let harness = target.harness(|c| c.workers(concurrency))?;
     let mut body = MessagesRequest::new(
-        MODEL,
+        target.config().model.clone(),
         vec![Message::user("Stream a short answer about caches.")],
         64,
     );
     body.stream = true;
     let request = Request::messages(&body);
-    let load = Load::closed(concurrency, semantic_stress::Stop::requests(n as u64));
-    let run = harness
-        .run(load, move |_| request.clone())
-        .await
-        .expect("valid load");
+    let load = Load::closed(concurrency, crate::Stop::requests(n as u64));
+    let run = harness.run(load, move |_| request.clone()).await?;
     let m = MetricsCollector::analyze(&run.results);
     let mut report = base_report(name, target);
     report.config("requests", n).config("stream", true);
@@ -301,7 +325,7 @@ pub async fn streams(target: &Target, name: &str, n: usize, concurrency: usize) 
     ]);
     report.metrics = Some(m);
     report.generator = Some(run.generator);
-    report
+    Ok(report)
 }
 
 /// A rejection, graceful or not: a graceful class, or any rejection status (429, 503, 529).

@@ -7,7 +7,7 @@
 use bytes::Bytes;
 use serde_json::{Value, json};
 
-use crate::anthropic::Usage;
+use semantic_stress::anthropic::Usage;
 
 /// One event as bytes.
 pub(crate) fn event(name: &str, data: &Value) -> Bytes {

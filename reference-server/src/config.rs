@@ -130,7 +130,7 @@ impl PoolGeometry {
 /// # Example
 /// ```
 /// use std::time::Duration;
-/// use semantic_stress::server::{Fault, ServerConfig};
+/// use reference_server::{Fault, ServerConfig};
 ///
 /// let config = ServerConfig::default()
 ///     .cache_budget_mb(64)

@@ -30,9 +30,9 @@ const ACCEPT_BACKOFF: Duration = Duration::from_millis(10);
 ///
 /// # Example
 /// ```no_run
-/// use semantic_stress::server::{ReferenceServer, ServerConfig};
+/// use reference_server::{ReferenceServer, ServerConfig};
 ///
-/// # async fn demo() -> Result<(), semantic_stress::Error> {
+/// # async fn demo() -> Result<(), reference_server::Error> {
 /// let server = ReferenceServer::start(ServerConfig::default()).await?;
 /// println!("serving on {}", server.base_url());
 /// assert_eq!(server.stats().messages_received, 0);

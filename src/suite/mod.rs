@@ -1,0 +1,74 @@
+//! The seed suite as library calls: each scenario runs its load against a [`Target`] and
+//! returns a [`Report`] whose verdicts say what held.
+//!
+//! The integration tests under `tests/` are these calls with the seed's constants; another
+//! crate can run the same scenarios against its own server in a few lines.
+//!
+//! # Scenarios
+//! - Pool exhaustion: [`concurrent_burst`], [`graceful_rejection`], [`no_crash`],
+//!   [`recovery`], [`streams`].
+//! - Concurrent agents: [`rapid_agents`], [`isolation`], [`latency_under_load`], [`hit_rate`].
+//! - Over time: [`sustained`] (one run judged by several verdicts) and [`realistic`].
+//!
+//! Scenarios return [`Err`](crate::Error) only when they cannot run at all (invalid
+//! settings); everything the server does is in the report.
+//!
+//! # Example
+//! The seed's burst of 150 requests against a reference server:
+//! ```
+//! # #[tokio::main(flavor = "multi_thread", worker_threads = 2)]
+//! # async fn main() -> Result<(), Box<dyn std::error::Error>> {
+//! use reference_server::{ReferenceServer, ServerConfig};
+//! use semantic_stress::StressConfig;
+//! use semantic_stress::suite::{self, Target};
+//!
+//! let server = ReferenceServer::start(ServerConfig::default()).await?;
+//! let target = Target::new(StressConfig::new(server.base_url()));
+//! let report = suite::concurrent_burst(&target, "burst", 150).await?;
+//! assert!(report.passed(), "{}", report.failures());
+//! server.shutdown().await;
+//! # Ok(())
+//! # }
+//! ```
+
+use std::time::Duration;
+
+use crate::anthropic::{Message, MessagesRequest};
+use crate::{Report, Request};
+
+mod agents;
+mod pool;
+mod target;
+mod timed;
+
+pub use crate::Overrides;
+pub use agents::{hit_rate, isolation, latency_under_load, rapid_agents};
+pub use pool::{concurrent_burst, graceful_rejection, no_crash, recovery, streams};
+pub use target::Target;
+pub use timed::{SustainedRun, SustainedSettings, realistic, sustained};
+
+/// New agents in a row that must be served at baseline latency for the pool to count as
+/// recovered.
+const RECOVERY_STREAK: u32 = 5;
+/// Warm-up of sustained runs (at most half the run): memory and latency before it are not
+/// judged.
+const SUSTAINED_WARMUP: Duration = Duration::from_secs(20);
+/// Cap on requests in flight in the exhausting phase.
+const HIGH_IN_FLIGHT: usize = 256;
+/// Workers of the background traffic that runs beside multi-turn conversations.
+const BACKGROUND_WORKERS: usize = 8;
+
+/// A one-message request for `model`.
+fn message(model: &str, text: &str, max_tokens: u32) -> Request {
+    Request::messages(&MessagesRequest::new(
+        model,
+        vec![Message::user(text)],
+        max_tokens,
+    ))
+}
+
+fn base_report(name: &str, target: &Target) -> Report {
+    let mut r = Report::new(name, target.base_url());
+    r.config("reference_server", target.is_reference());
+    r
+}
