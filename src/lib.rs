@@ -43,7 +43,7 @@
 //!     checks::no_server_errors(&metrics),
 //!     checks::only_graceful_failures(&metrics),
 //! ] {
-//!     assert!(verdict.passed, "{verdict}");
+//!     assert!(verdict.passed(), "{verdict}");
 //! }
 //! server.shutdown().await;
 //! # Ok(())

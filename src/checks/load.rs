@@ -292,10 +292,10 @@ mod tests {
         let mut rs = many(Outcome::Success, 200, 10, 90);
         rs.extend(many(Outcome::Rejected, 429, 1, 10));
         let m = MetricsCollector::analyze(&rs);
-        assert!(error_rate(&m, 0.05).passed);
+        assert!(error_rate(&m, 0.05).passed());
         rs.extend(many(Outcome::ServerError, 500, 1, 10));
-        assert!(!error_rate(&MetricsCollector::analyze(&rs), 0.05).passed);
-        assert!(!error_rate(&MetricsCollector::analyze(&[]), 0.05).passed);
+        assert!(!error_rate(&MetricsCollector::analyze(&rs), 0.05).passed());
+        assert!(!error_rate(&MetricsCollector::analyze(&[]), 0.05).passed());
     }
 
     #[test]
@@ -303,47 +303,47 @@ mod tests {
         let ok = many(Outcome::Success, 200, 10, 3);
         let rejected = many(Outcome::Rejected, 429, 1, 3);
         let all_rejected = MetricsCollector::analyze(&rejected);
-        assert!(only_graceful_failures(&all_rejected).passed);
+        assert!(only_graceful_failures(&all_rejected).passed());
         assert!(
-            !served_some(&all_rejected, 1).passed,
+            !served_some(&all_rejected, 1).passed(),
             "refusing everyone is not serving"
         );
-        assert!(rejections_seen(&all_rejected, 1).passed);
+        assert!(rejections_seen(&all_rejected, 1).passed());
         let m = MetricsCollector::analyze(&ok);
-        assert!(served_some(&m, 1).passed);
+        assert!(served_some(&m, 1).passed());
         assert!(
-            !rejections_seen(&m, 1).passed,
+            !rejections_seen(&m, 1).passed(),
             "no rejection under exhaustion"
         );
         let mut bad = ok;
         bad.push(rec(Outcome::ClientError, 429, 1));
-        assert!(!only_graceful_failures(&MetricsCollector::analyze(&bad)).passed);
+        assert!(!only_graceful_failures(&MetricsCollector::analyze(&bad)).passed());
     }
 
     #[test]
     fn rejections_must_be_well_formed_and_fast() {
         let mut rs = many(Outcome::Success, 200, 200, 10);
         rs.extend(many(Outcome::Rejected, 429, 2, 10));
-        assert!(rejections_well_formed(&rs).passed);
-        assert!(rejections_fast(&rs, Duration::from_millis(50)).passed);
+        assert!(rejections_well_formed(&rs).passed());
+        assert!(rejections_fast(&rs, Duration::from_millis(50)).passed());
         let mut late = many(Outcome::Success, 200, 200, 10);
         late.extend(many(Outcome::Rejected, 429, 400, 10));
-        assert!(!rejections_fast(&late, Duration::from_millis(50)).passed);
+        assert!(!rejections_fast(&late, Duration::from_millis(50)).passed());
         let mut bare = rec(Outcome::ClientError, 429, 1);
         bare.error_type = Some("overloaded_error".to_owned());
         rs.push(bare);
-        assert!(!rejections_well_formed(&rs).passed);
+        assert!(!rejections_well_formed(&rs).passed());
     }
 
     #[test]
     fn latency_completion_and_cache_thresholds() {
         let fast = MetricsCollector::analyze(&many(Outcome::Success, 200, 100, 20));
         let slow = MetricsCollector::analyze(&many(Outcome::Success, 200, 2500, 20));
-        assert!(latency_p95(&fast, Duration::from_secs(2)).passed);
-        assert!(!latency_p95(&slow, Duration::from_secs(2)).passed);
-        assert!(completed(&fast, 20).passed);
-        assert!(!completed(&fast, 21).passed);
-        assert!(cache_hit_rate(&fast, 0.8).passed);
+        assert!(latency_p95(&fast, Duration::from_secs(2)).passed());
+        assert!(!latency_p95(&slow, Duration::from_secs(2)).passed());
+        assert!(completed(&fast, 20).passed());
+        assert!(!completed(&fast, 21).passed());
+        assert!(cache_hit_rate(&fast, 0.8).passed());
         let mut cold = many(Outcome::Success, 200, 100, 20);
         for r in &mut cold {
             r.usage = Some(Usage {
@@ -352,18 +352,18 @@ mod tests {
                 ..Usage::default()
             });
         }
-        assert!(!cache_hit_rate(&MetricsCollector::analyze(&cold), 0.8).passed);
+        assert!(!cache_hit_rate(&MetricsCollector::analyze(&cold), 0.8).passed());
     }
 
     #[test]
     fn pool_figures_are_required_and_low_phase_must_be_quiet() {
-        assert!(pool_reached(Some(0.94), 0.9).passed);
-        assert!(!pool_reached(Some(0.5), 0.9).passed);
-        assert!(!pool_reached(None, 0.9).passed);
-        assert!(no_early_rejections(0, Some(0.1)).passed);
-        assert!(!no_early_rejections(3, Some(0.1)).passed);
-        assert!(!no_early_rejections(0, Some(0.95)).passed);
-        assert!(!no_early_rejections(0, None).passed);
+        assert!(pool_reached(Some(0.94), 0.9).passed());
+        assert!(!pool_reached(Some(0.5), 0.9).passed());
+        assert!(!pool_reached(None, 0.9).passed());
+        assert!(no_early_rejections(0, Some(0.1)).passed());
+        assert!(!no_early_rejections(3, Some(0.1)).passed());
+        assert!(!no_early_rejections(0, Some(0.95)).passed());
+        assert!(!no_early_rejections(0, None).passed());
     }
 
     #[test]
@@ -372,7 +372,7 @@ mod tests {
             let mut rs = many(Outcome::Success, 200, 10, 5);
             rs.push(rec(outcome, 0, 10));
             assert!(
-                !all_answered(&MetricsCollector::analyze(&rs)).passed,
+                !all_answered(&MetricsCollector::analyze(&rs)).passed(),
                 "{outcome}"
             );
         }
@@ -383,7 +383,7 @@ mod tests {
                 10,
                 5
             )))
-            .passed
+            .passed()
         );
     }
 }

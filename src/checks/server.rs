@@ -134,33 +134,33 @@ mod tests {
             replies_checked: 20,
             foreign_canaries: vec![],
         };
-        assert!(isolation(&good, 0.8).iter().all(|v| v.passed));
+        assert!(isolation(&good, 0.8).iter().all(|v| v.passed()));
         let no_cache = IsolationEvidence {
             same_agent_hits: 0,
             ..good.clone()
         };
         let v = isolation(&no_cache, 0.8);
-        assert!(!v[0].passed, "caching off must fail the same-agent half");
+        assert!(!v[0].passed(), "caching off must fail the same-agent half");
         let bleed = IsolationEvidence {
             cross_agent_hits: 3,
             foreign_canaries: vec![("a".into(), "CANARY-b".into())],
             ..good
         };
         let v = isolation(&bleed, 0.8);
-        assert!(!v[1].passed && !v[2].passed);
+        assert!(!v[1].passed() && !v[2].passed());
         assert!(
             isolation(&IsolationEvidence::default(), 0.8)
                 .iter()
-                .all(|v| !v.passed)
+                .all(|v| !v.passed())
         );
     }
 
     #[test]
     fn recovery_threshold() {
         let max = Duration::from_secs(30);
-        assert!(recovery(Some(Duration::from_secs(2)), max).passed);
-        assert!(!recovery(Some(Duration::from_secs(31)), max).passed);
-        assert!(!recovery(None, max).passed);
+        assert!(recovery(Some(Duration::from_secs(2)), max).passed());
+        assert!(!recovery(Some(Duration::from_secs(31)), max).passed());
+        assert!(!recovery(None, max).passed());
     }
 }
 
@@ -180,19 +180,19 @@ mod accounting_tests {
     fn health_must_answer_every_probe_quickly() {
         let max = Duration::from_millis(500);
         let quick: Vec<_> = (0..50).map(|_| probe(Outcome::Success, 3)).collect();
-        assert!(health_responsive(&quick, max).passed);
+        assert!(health_responsive(&quick, max).passed());
         let mut blocked = quick.clone();
         blocked.extend((0..5).map(|_| probe(Outcome::Success, 2000)));
-        assert!(!health_responsive(&blocked, max).passed);
+        assert!(!health_responsive(&blocked, max).passed());
         let mut failing = quick;
         failing.push(probe(Outcome::Timeout, 3));
-        assert!(!health_responsive(&failing, max).passed);
-        assert!(!health_responsive(&[], max).passed);
+        assert!(!health_responsive(&failing, max).passed());
+        assert!(!health_responsive(&[], max).passed());
     }
 
     #[test]
     fn sent_must_equal_recorded() {
-        assert!(accounted(10, 10).passed);
-        assert!(!accounted(10, 9).passed);
+        assert!(accounted(10, 10).passed());
+        assert!(!accounted(10, 9).passed());
     }
 }
