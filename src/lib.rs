@@ -67,6 +67,7 @@ pub mod checks;
 pub mod metrics;
 pub mod report;
 pub mod suite;
+pub mod target;
 pub mod workload;
 
 mod client;

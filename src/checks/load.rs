@@ -29,6 +29,37 @@ pub fn error_rate(m: &LoadMetrics, max: f64) -> Verdict {
     )
 }
 
+/// The load was applied: at least `min_share` (e.g. 90%) of the `offered` requests were
+/// sent and answered. Below that the run judged a lighter load than it claims, so the verdict
+/// is inconclusive (never a pass): the server (or the generator) could not take the load.
+pub fn load_applied(answered: u64, offered: u64, min_share: f64) -> Verdict {
+    let share = if offered == 0 {
+        0.0
+    } else {
+        answered as f64 / offered as f64
+    };
+    let threshold = format!(">= {} of the offered load", pct(min_share));
+    let measured = format!("{answered} of {offered} ({})", pct(share));
+    if offered > 0 && share >= min_share {
+        Verdict::new(
+            Check::LoadApplied,
+            true,
+            threshold,
+            measured,
+            "the offered load was applied",
+        )
+    } else {
+        Verdict::inconclusive(
+            Check::LoadApplied,
+            threshold,
+            measured,
+            format!(
+                "only {answered} of {offered} offered requests were answered in the run: the load the verdicts judge is lighter than the test's, so they judge nothing (lower the rate, or give the server more time)"
+            ),
+        )
+    }
+}
+
 /// No 5xx that is not a configured graceful rejection: a server under load must not crash.
 pub fn no_server_errors(m: &LoadMetrics) -> Verdict {
     let n = m.counts.server_error;
@@ -210,40 +241,64 @@ pub fn completed(m: &LoadMetrics, expected: u64) -> Verdict {
     )
 }
 
-/// The load really pushed the pool near exhaustion: peak utilization seen on `GET /health` at
-/// least `min`. Without it a rejection test proves nothing. `None`: the server has no pool
-/// figures.
-pub fn pool_reached(peak: Option<f64>, min: f64) -> Verdict {
-    Verdict::new(
-        Check::PoolReached,
-        peak.is_some_and(|p| p >= min),
-        format!(">= {}", pct(min)),
-        peak.map_or("unknown".to_owned(), pct),
-        match peak {
-            Some(_) => "peak pool utilization seen on GET /health during the load".to_owned(),
-            None => "GET /health gave no pool.utilization: this check needs the server's pool figures (GET /health with {\"pool\":{\"utilization\":R}})".to_owned(),
-        },
-    )
+/// The load really pushed the pool near exhaustion: peak utilization at least `min`, as read
+/// from `source` (e.g. `GET /health at /pool/utilization`). Without it a rejection test
+/// proves nothing, so a peak below `min`, or no reading at all, is inconclusive, never a pass.
+pub fn pool_reached(peak: Option<f64>, min: f64, source: &str) -> Verdict {
+    let threshold = format!(">= {}", pct(min));
+    match peak {
+        Some(p) if p >= min => Verdict::new(
+            Check::PoolReached,
+            true,
+            threshold,
+            pct(p),
+            format!("peak pool utilization from {source} during the load"),
+        ),
+        Some(p) => Verdict::inconclusive(
+            Check::PoolReached,
+            threshold,
+            pct(p),
+            format!(
+                "the load never pushed the pool past {} (peak {} from {source}): exhaustion was not reached, so rejection under exhaustion was not tested",
+                pct(min),
+                pct(p)
+            ),
+        ),
+        None => Verdict::inconclusive(
+            Check::PoolReached,
+            threshold,
+            "unknown",
+            format!("{source} gave no pool figure during the load"),
+        ),
+    }
 }
 
-/// No rejection while utilization is low: the low phase of a ramp saw no 429, and its peak
-/// utilization stayed below 90%.
+/// No rejection while utilization is low: the low phase of a ramp saw no rejection, and its
+/// peak utilization stayed below 90%. Inconclusive when the phase was not low, or its
+/// utilization unknown, and it saw no rejection.
 pub fn no_early_rejections(low_phase_rejections: u64, low_phase_peak: Option<f64>) -> Verdict {
     let low = low_phase_peak.is_some_and(|p| p < 0.9);
-    Verdict::new(
-        Check::NoEarlyRejections,
-        low_phase_rejections == 0 && low,
-        "0 rejections below 90% utilization",
-        format!(
-            "{low_phase_rejections} rejections, peak {}",
-            low_phase_peak.map_or("unknown".to_owned(), pct)
-        ),
-        if low {
-            "rejections during the low-load phase".to_owned()
-        } else {
-            "the low-load phase was not low (or the server gave no pool figures): lower its concurrency".to_owned()
-        },
-    )
+    let threshold = "0 rejections below 90% utilization";
+    let measured = format!(
+        "{low_phase_rejections} rejections, peak {}",
+        low_phase_peak.map_or("unknown".to_owned(), pct)
+    );
+    if low || low_phase_rejections > 0 && low_phase_peak.is_none() {
+        Verdict::new(
+            Check::NoEarlyRejections,
+            low_phase_rejections == 0,
+            threshold,
+            measured,
+            "rejections during the low-load phase",
+        )
+    } else {
+        Verdict::inconclusive(
+            Check::NoEarlyRejections,
+            threshold,
+            measured,
+            "the low-load phase was not seen to be low (no pool figure, or it passed 90%): lower its concurrency",
+        )
+    }
 }
 
 fn statuses_at_least(m: &LoadMetrics, min: u16) -> Vec<(u16, u64)> {
@@ -357,13 +412,19 @@ mod tests {
 
     #[test]
     fn pool_figures_are_required_and_low_phase_must_be_quiet() {
-        assert!(pool_reached(Some(0.94), 0.9).passed());
-        assert!(!pool_reached(Some(0.5), 0.9).passed());
-        assert!(!pool_reached(None, 0.9).passed());
+        use crate::checks::Status;
+        assert!(pool_reached(Some(0.94), 0.9, "GET /health").passed());
+        let low = pool_reached(Some(0.5), 0.9, "GET /health");
+        assert_eq!(low.status, Status::Inconclusive, "never full is not a pass");
+        assert_eq!(pool_reached(None, 0.9, "x").status, Status::Inconclusive);
         assert!(no_early_rejections(0, Some(0.1)).passed());
-        assert!(!no_early_rejections(3, Some(0.1)).passed());
-        assert!(!no_early_rejections(0, Some(0.95)).passed());
-        assert!(!no_early_rejections(0, None).passed());
+        assert_eq!(no_early_rejections(3, Some(0.1)).status, Status::Fail);
+        assert_eq!(no_early_rejections(3, None).status, Status::Fail);
+        assert_eq!(
+            no_early_rejections(0, Some(0.95)).status,
+            Status::Inconclusive
+        );
+        assert_eq!(no_early_rejections(0, None).status, Status::Inconclusive);
     }
 
     #[test]

@@ -9,9 +9,9 @@ mod server;
 mod trends;
 
 pub use load::{
-    all_answered, cache_hit_rate, completed, error_rate, latency_p95, no_early_rejections,
-    no_server_errors, only_graceful_failures, pool_reached, rejections_fast, rejections_seen,
-    rejections_well_formed, served_some,
+    all_answered, cache_hit_rate, completed, error_rate, latency_p95, load_applied,
+    no_early_rejections, no_server_errors, only_graceful_failures, pool_reached, rejections_fast,
+    rejections_seen, rejections_well_formed, served_some,
 };
 pub use server::{IsolationEvidence, accounted, health_responsive, isolation, recovery};
 pub use trends::{memory_growth, no_degradation};
@@ -71,6 +71,8 @@ pub enum Check {
     NoDegradation,
     /// The server process still runs after the load.
     ServerAlive,
+    /// The load the test meant to apply was applied (else its other verdicts judge nothing).
+    LoadApplied,
     /// No regression against a saved baseline report.
     BaselineRegression,
 }
@@ -128,6 +130,7 @@ impl Check {
             Self::MemoryGrowth => "memory_growth",
             Self::NoDegradation => "no_degradation",
             Self::ServerAlive => "server_alive",
+            Self::LoadApplied => "load_applied",
             Self::BaselineRegression => "baseline_regression",
         }
     }
