@@ -64,9 +64,11 @@ async fn run(scenario: Scenario, fault: Option<&str>) -> Report {
                 hold: Duration::from_millis(700),
             };
             let high_hold = Duration::from_millis(1500);
-            suite::graceful_rejection(target, &name, low, 400.0, high_hold, 200).await
+            suite::graceful_rejection(target, &name, low, Some(400.0), high_hold, 200).await
         }
-        Scenario::NoCrash => suite::no_crash(target, &name, 400.0, Duration::from_secs(2)).await,
+        Scenario::NoCrash => {
+            suite::no_crash(target, &name, Some(400.0), Duration::from_secs(2)).await
+        }
         Scenario::Recovery => {
             let (window, max) = (Duration::from_secs(6), Duration::from_secs(5));
             suite::recovery(target, &name, window, max).await

@@ -37,12 +37,14 @@ use crate::anthropic::{Message, MessagesRequest};
 use crate::{Report, Request};
 
 mod agents;
+mod calibrate;
 mod pool;
 mod timed;
 
 pub use crate::Overrides;
 pub use crate::target::Target;
 pub use agents::{hit_rate, isolation, latency_under_load, rapid_agents};
+pub use calibrate::{Calibration, calibrate};
 pub use pool::{concurrent_burst, graceful_rejection, no_crash, recovery, streams};
 pub use timed::{SustainedRun, SustainedSettings, realistic, sustained};
 
@@ -54,6 +56,11 @@ const RECOVERY_STREAK: u32 = 5;
 const SUSTAINED_WARMUP: Duration = Duration::from_secs(20);
 /// Share of the offered load a run must apply for its verdicts to judge anything.
 const MIN_LOAD_APPLIED: f64 = 0.9;
+/// A calibrated overload is this many times the measured capacity (the reference server's
+/// tuned 400 requests/s is about 1.25 times its measured capacity for 200-token replies).
+const OVERLOAD_FACTOR: f64 = 1.25;
+/// Time allowed for calibrating a test's load.
+const CALIBRATION_BUDGET: Duration = Duration::from_secs(60);
 /// Cap on requests in flight in the exhausting phase.
 const HIGH_IN_FLIGHT: usize = 256;
 /// Workers of the background traffic that runs beside multi-turn conversations.

@@ -47,7 +47,7 @@ pub async fn graceful_rejection(
     target: &Target,
     name: &str,
     low: Stage,
-    high_rate: f64,
+    high_rate: Option<f64>,
     high_hold: Duration,
     max_tokens: u32,
 ) -> crate::Result<Report> {
@@ -63,6 +63,8 @@ pub async fn graceful_rejection(
             ],
         ));
     }
+    let sizing = Sizing::overload(target, high_rate, max_tokens).await?;
+    let (high_rate, high_hold) = (sizing.rate, sizing.hold(high_hold));
     let model = target.config().model.clone();
     let harness = target.harness(|c| c.workers(HIGH_IN_FLIGHT))?;
     let pool = profile.pool.clone();
@@ -154,6 +156,8 @@ pub async fn graceful_rejection(
             format!("{high_rate} requests/s for {high_hold:?}, at most {HIGH_IN_FLIGHT} in flight"),
         )
         .config("max_tokens", max_tokens)
+        .config("high_rate_source", &sizing.source)
+        .figure("calibration", &sizing.calibration)
         .figure("peak_pool_utilization", peak)
         .figure("low_phase_peak_utilization", low_peak)
         .figure("utilization_at_first_rejection", onset)
@@ -211,9 +215,11 @@ pub async fn graceful_rejection(
 pub async fn no_crash(
     target: &Target,
     name: &str,
-    rate: f64,
+    rate: Option<f64>,
     duration: Duration,
 ) -> crate::Result<Report> {
+    let sizing = Sizing::overload(target, rate, 100).await?;
+    let (rate, duration) = (sizing.rate, sizing.hold(duration));
     let model = target.config().model.clone();
     let workers = 256;
     let harness = target.harness(|c| c.workers(workers))?;
@@ -260,7 +266,9 @@ pub async fn no_crash(
     let mut report = base_report(name, target);
     report
         .config("rate_per_s", rate)
-        .config("duration_s", duration.as_secs_f64());
+        .config("rate_source", &sizing.source)
+        .config("duration_s", duration.as_secs_f64())
+        .figure("calibration", &sizing.calibration);
     report.verdicts([
         checks::accounted(run.sent, run.results.len() as u64),
         served_under_load(&m),
@@ -398,6 +406,48 @@ pub async fn streams(
     report.metrics = Some(m);
     report.generator = Some(run.generator);
     Ok(report)
+}
+
+/// How a paced overload was sized: given, or from the server's measured capacity.
+struct Sizing {
+    /// Requests per second.
+    rate: f64,
+    /// Where the rate came from, for the report.
+    source: String,
+    /// The measurement, when one was made.
+    calibration: Option<super::Calibration>,
+}
+
+impl Sizing {
+    /// `rate` when given; else [`OVERLOAD_FACTOR`] times the capacity that
+    /// [`calibrate`](super::calibrate) measures for requests of `max_tokens`.
+    async fn overload(target: &Target, rate: Option<f64>, max_tokens: u32) -> crate::Result<Self> {
+        if let Some(rate) = rate {
+            return Ok(Self {
+                rate,
+                source: "given".to_owned(),
+                calibration: None,
+            });
+        }
+        let c = super::calibrate(target, max_tokens, CALIBRATION_BUDGET).await?;
+        Ok(Self {
+            rate: c.overload_rate(OVERLOAD_FACTOR, 1.0),
+            source: format!(
+                "{OVERLOAD_FACTOR} × the measured capacity of {:.1} requests/s (at {} concurrent)",
+                c.capacity_rps, c.knee_concurrency
+            ),
+            calibration: Some(c),
+        })
+    }
+
+    /// A phase at least `given` long, and long enough for ten requests alone at the measured
+    /// idle latency, so a slow server still sees the load build.
+    fn hold(&self, given: Duration) -> Duration {
+        match &self.calibration {
+            Some(c) => given.max(c.idle_latency * 10),
+            None => given,
+        }
+    }
 }
 
 /// The report of a test whose checks do not apply: the server's profile says it queues
