@@ -43,7 +43,7 @@
 //!     checks::no_server_errors(&metrics),
 //!     checks::only_graceful_failures(&metrics),
 //! ] {
-//!     assert!(verdict.passed, "{verdict}");
+//!     assert!(verdict.passed(), "{verdict}");
 //! }
 //! server.shutdown().await;
 //! # Ok(())
@@ -67,6 +67,7 @@ pub mod checks;
 pub mod metrics;
 pub mod report;
 pub mod suite;
+pub mod target;
 pub mod workload;
 
 mod client;

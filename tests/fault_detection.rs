@@ -102,12 +102,12 @@ async fn detects(fault: &str, scenario: Scenario, catches: &[Check]) {
     let missed: Vec<Check> = catches
         .iter()
         .copied()
-        .filter(|c| !report.verdicts.iter().any(|v| v.check == *c && !v.passed))
+        .filter(|c| !report.verdicts.iter().any(|v| v.check == *c && !v.passed()))
         .collect();
     for v in report
         .verdicts
         .iter()
-        .filter(|v| catches.contains(&v.check) && !v.passed)
+        .filter(|v| catches.contains(&v.check) && !v.passed())
     {
         println!("DETECTED {fault} by {scenario:?}: {v}");
     }
