@@ -89,9 +89,6 @@ pub use sampling::{
     MemorySampler, Probe, Probed, pool_utilization, process_rss_bytes, prometheus_rss_bytes,
 };
 
-// The memory sampler's module under its short name, as `crate::memory`.
-use sampling::memory;
-
 // The README's Rust examples compile as doctests.
 #[cfg(doctest)]
 #[doc = include_str!("../README.md")]

@@ -20,13 +20,14 @@
 //! [`RequestResult`](crate::RequestResult)) defined in [`metrics`](crate::metrics), which
 //! judges it and knows nothing of sampling.
 
-pub(crate) mod memory;
+mod memory;
 mod periodic;
 mod probe;
 mod scrape;
 mod series;
 mod server_memory;
 
+pub(crate) use memory::process_running;
 pub use memory::{MemorySampler, process_rss_bytes};
 pub(crate) use periodic::{First, Periodic, Plan, Source, Tick};
 pub use probe::{Probe, Probed, pool_utilization};
