@@ -73,8 +73,7 @@ pub mod workload;
 mod client;
 mod error;
 mod harness;
-mod memory;
-mod probe;
+mod sampling;
 
 pub use client::{Client, Expect, Request};
 pub use error::{Error, Result};
@@ -84,10 +83,11 @@ pub use harness::{
 };
 pub use harness::{DEFAULT_BASE_URL, DEFAULT_DURATION, DEFAULT_TIMEOUT};
 pub use harness::{Progress, ProgressFn, Sustained, SustainedLoadMetrics};
-pub use memory::{MemorySample, MemorySampler, process_rss_bytes, prometheus_rss_bytes};
-pub use metrics::{LoadMetrics, MetricsCollector, Outcome, RequestResult};
-pub use probe::{Probe, Probed, pool_utilization};
+pub use metrics::{LoadMetrics, MemorySample, MetricsCollector, Outcome, RequestResult};
 pub use report::Report;
+pub use sampling::{
+    MemorySampler, Probe, Probed, pool_utilization, process_rss_bytes, prometheus_rss_bytes,
+};
 
 // The README's Rust examples compile as doctests.
 #[cfg(doctest)]

@@ -184,7 +184,7 @@ impl Target {
     /// Whether the server process is still running: `true` when its pid is unknown (nothing
     /// to judge), `false` once it has exited (a zombie counts as exited).
     pub fn is_alive(&self) -> bool {
-        self.pid.is_none_or(crate::memory::process_running)
+        self.pid.is_none_or(crate::sampling::process_running)
     }
 
     /// Waits (at most `max`) until the server is idle, so that one test's backlog does not
