@@ -333,7 +333,7 @@ impl StressHarness {
         );
         let memory = Arc::new(ServerMemory::start(
             options.memory_pid,
-            options.memory_from_metrics,
+            options.memory_reading.as_ref(),
             options.memory_interval,
             &self.client,
         ));

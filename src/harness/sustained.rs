@@ -13,6 +13,7 @@ use crate::metrics::{
     Degradation, LoadMetrics, MemoryTrend, MetricsCollector, Window, WindowedSeries,
 };
 use crate::sampling::{First, Periodic, Plan, Retention, ServerMemory, Source, Tick};
+use crate::target::Reading;
 use crate::{GeneratorStats, MemorySample, RequestResult};
 
 /// A progress callback.
@@ -29,9 +30,9 @@ pub struct Sustained {
     pub warmup: Duration,
     /// The server process whose resident memory is sampled, if known.
     pub memory_pid: Option<u32>,
-    /// Without a pid, read the server's memory from its Prometheus `GET /metrics`
-    /// (`process_resident_memory_bytes`).
-    pub memory_from_metrics: bool,
+    /// Without a pid, read the server's memory (bytes) from this route: a Prometheus gauge or a
+    /// JSON figure.
+    pub memory_reading: Option<Reading>,
     /// Interval between memory samples.
     pub memory_interval: Duration,
     /// Windows compared on each side (early vs late) for degradation.
@@ -49,7 +50,7 @@ impl std::fmt::Debug for Sustained {
             .field("window", &self.window)
             .field("warmup", &self.warmup)
             .field("memory_pid", &self.memory_pid)
-            .field("memory_from_metrics", &self.memory_from_metrics)
+            .field("memory_reading", &self.memory_reading)
             .field("memory_interval", &self.memory_interval)
             .field("degradation_windows", &self.degradation_windows)
             .field("progress", &self.progress.is_some())
@@ -70,7 +71,7 @@ impl Sustained {
             window,
             warmup: window,
             memory_pid: None,
-            memory_from_metrics: false,
+            memory_reading: None,
             memory_interval,
             degradation_windows: 2,
             progress: None,
@@ -85,10 +86,22 @@ impl Sustained {
         self
     }
 
-    /// Without a pid, reads server memory from `GET /metrics` instead.
+    /// Without a pid, reads server memory from `GET /metrics`'s
+    /// `process_resident_memory_bytes` gauge instead (or stops reading it).
     #[must_use]
     pub fn memory_from_metrics(mut self, yes: bool) -> Self {
-        self.memory_from_metrics = yes;
+        self.memory_reading = yes.then(|| Reading::Prometheus {
+            path: "/metrics".to_owned(),
+            metric: "process_resident_memory_bytes".to_owned(),
+            scale: 1.0,
+        });
+        self
+    }
+
+    /// Without a pid, reads server memory (bytes) as `reading` says.
+    #[must_use]
+    pub fn memory_reading(mut self, reading: Option<Reading>) -> Self {
+        self.memory_reading = reading;
         self
     }
 

@@ -7,14 +7,13 @@
 use std::time::Duration;
 
 use super::periodic::{Source, Tick};
-use crate::metrics::MemorySample;
 use crate::{Client, Request};
 
 /// Shortest interval between scrapes: each is a request to the server under test.
 pub(crate) const SCRAPE_FLOOR: Duration = Duration::from_millis(100);
 
 /// Turns a reply's text, read at offset `at`, into a sample, or says why it holds none.
-pub(crate) type Parse<T> = fn(text: &str, at: Duration) -> Result<T, String>;
+pub(crate) type Parse<T> = Box<dyn Fn(&str, Duration) -> Result<T, String> + Send + Sync>;
 
 /// A [`Source`] that sends one control request (`Client::control_text`, bounded by the client's
 /// timeout) per tick and parses the reply. A failed request or parse yields no sample; the
@@ -55,13 +54,6 @@ impl<T: Send + 'static> Source for Scrape<T> {
     }
 }
 
-/// A [`Parse`] for [`MemorySample`]s from the `process_resident_memory_bytes` gauge.
-pub(crate) fn rss_sample(text: &str, at: Duration) -> Result<MemorySample, String> {
-    prometheus_rss_bytes(text)
-        .map(|rss_bytes| MemorySample { at, rss_bytes })
-        .ok_or_else(|| "GET /metrics has no process_resident_memory_bytes gauge".to_owned())
-}
-
 /// The `process_resident_memory_bytes` gauge of a Prometheus text exposition, if present.
 pub fn prometheus_rss_bytes(text: &str) -> Option<u64> {
     text.lines().filter(|l| !l.starts_with('#')).find_map(|l| {
@@ -94,19 +86,5 @@ mod tests {
             None
         );
         assert_eq!(prometheus_rss_bytes("other 1\n"), None);
-    }
-
-    #[test]
-    fn a_reply_without_the_gauge_says_so() {
-        let at = Duration::from_secs(3);
-        assert_eq!(
-            rss_sample("process_resident_memory_bytes 7\n", at),
-            Ok(MemorySample { at, rss_bytes: 7 })
-        );
-        assert!(
-            rss_sample("other 1\n", at)
-                .unwrap_err()
-                .contains("no process_resident")
-        );
     }
 }

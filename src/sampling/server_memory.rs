@@ -4,9 +4,10 @@ use std::time::Duration;
 
 use super::memory::MemorySampler;
 use super::periodic::{Periodic, Plan};
-use super::scrape::{SCRAPE_FLOOR, Scrape, rss_sample};
+use super::scrape::{Parse, SCRAPE_FLOOR, Scrape};
 use super::series::Retention;
 use crate::metrics::MemorySample;
+use crate::target::Reading;
 use crate::{Client, Request};
 
 /// Samples kept by the `/metrics` scraper before it decimates (as the pid sampler does).
@@ -27,11 +28,12 @@ pub(crate) enum ServerMemory {
 }
 
 impl ServerMemory {
-    /// Samples process `pid` every `interval` when given; else, when `from_metrics`, scrapes
-    /// `GET /metrics` through `client` (at most every 100 ms); else nothing.
+    /// Samples process `pid` every `interval` when given; else, when `reading` names a route
+    /// (a Prometheus gauge or a JSON figure, in bytes), scrapes it through `client` (at most
+    /// every 100 ms); else nothing.
     pub(crate) fn start(
         pid: Option<u32>,
-        from_metrics: bool,
+        reading: Option<&Reading>,
         interval: Duration,
         client: &Client,
     ) -> Self {
@@ -41,10 +43,22 @@ impl ServerMemory {
                 Err(e) => Self::Off(Some(e.to_string())),
             };
         }
-        if !from_metrics {
+        let Some((reading, path)) = reading.and_then(|r| Some((r.clone(), r.path()?.to_owned())))
+        else {
             return Self::Off(None);
-        }
-        let scrape = Scrape::new(client.clone(), Request::get("/metrics"), rss_sample);
+        };
+        let parse: Parse<MemorySample> = Box::new(move |text, at| {
+            reading
+                .extract(text)
+                .filter(|b| *b >= 0.0)
+                // Byte counts are integral and far below 2^53.
+                .map(|b| MemorySample {
+                    at,
+                    rss_bytes: b as u64,
+                })
+                .ok_or_else(|| format!("{} gave no memory figure", reading.describe()))
+        });
+        let scrape = Scrape::new(client.clone(), Request::get(path), parse);
         let plan = Plan::every(
             interval,
             Retention::Decimate {

@@ -49,7 +49,10 @@ pub async fn sustained(
     let harness = target.harness(|c| c.workers(agents).rate_limit(Some(rate)))?;
     let mut options = crate::Sustained::new(duration)
         .memory_pid(target.server_pid())
-        .memory_from_metrics(!target.is_reference());
+        .memory_reading(match &target.profile_ref().memory {
+            Some(crate::target::Reading::Pid) | None => None,
+            Some(reading) => Some(reading.clone()),
+        });
     if let Some(progress) = progress {
         options = options.progress(Duration::from_secs(1), move |p| progress(p));
     }
