@@ -1,6 +1,7 @@
 //! [`StressConfig`]: the harness's settings, from code or from `SEMANTIC_*` environment
 //! variables, validated once.
 
+use std::path::PathBuf;
 use std::time::Duration;
 
 use http::header::{HeaderName, HeaderValue};
@@ -33,7 +34,8 @@ const MAX_DURATION: Duration = Duration::from_secs(30 * 24 * 3600);
 /// ```
 #[derive(Debug, Clone)]
 pub struct StressConfig {
-    /// Server base URL (`http://HOST:PORT`, optionally with a path prefix).
+    /// Server base URL (`http://HOST:PORT` or `https://HOST[:PORT]`, optionally with a path
+    /// prefix; the port defaults to 80 or 443).
     pub base_url: String,
     /// Concurrent workers: at most this many requests in flight.
     pub workers: usize,
@@ -59,6 +61,9 @@ pub struct StressConfig {
     pub seed: u64,
     /// Extra time past a run's end for in-flight requests, on top of the timeout.
     pub grace: Duration,
+    /// PEM bundle of CA certificates trusted for `https://`, on top of Mozilla's roots (for a
+    /// private CA or a self-signed server). Read when the harness is built.
+    pub ca_file: Option<PathBuf>,
 }
 
 impl Default for StressConfig {
@@ -85,13 +90,14 @@ impl StressConfig {
             text_limit: 4096,
             seed: 0x5eed,
             grace: Duration::from_secs(5),
+            ca_file: None,
         }
     }
 
     /// Reads the target's settings ([`TargetSettings`](crate::target::TargetSettings): the
     /// file of `SEMANTIC_TARGET_FILE`, `SEMANTIC_BASE_URL`, `SEMANTIC_MODEL`,
     /// `SEMANTIC_API_KEY`, `SEMANTIC_AUTH`, `SEMANTIC_HEADERS`, `SEMANTIC_STRESS_TIMEOUT`,
-    /// `SEMANTIC_CONNECT_TIMEOUT`), the sizes ([`Overrides`](crate::Overrides):
+    /// `SEMANTIC_CONNECT_TIMEOUT`, `SEMANTIC_CA_FILE`), the sizes ([`Overrides`](crate::Overrides):
     /// `SEMANTIC_STRESS_TEST_WORKERS`, `…_RATE_LIMIT`, `…_DURATION`) and
     /// `SEMANTIC_GRACEFUL_STATUSES` (comma list) over the defaults.
     ///
@@ -192,6 +198,14 @@ impl StressConfig {
     #[must_use]
     pub fn graceful_statuses(mut self, statuses: Vec<u16>) -> Self {
         self.graceful_statuses = statuses;
+        self
+    }
+
+    /// Trusts the CA certificates of the PEM file at `path` for `https://`, on top of
+    /// Mozilla's roots.
+    #[must_use]
+    pub fn ca_file(mut self, path: impl Into<PathBuf>) -> Self {
+        self.ca_file = Some(path.into());
         self
     }
 

@@ -121,6 +121,7 @@ impl StressHarness {
             headers: config.headers.clone(),
             graceful_statuses: config.graceful_statuses.clone(),
             text_limit: config.text_limit,
+            ca_file: config.ca_file.clone(),
         })?;
         Ok(Self { config, client })
     }
