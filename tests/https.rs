@@ -86,7 +86,7 @@ async fn start() -> Server {
                     async move {
                         let path = request.uri().path().to_owned();
                         let _ = request.into_body().collect().await;
-                        let response = if path == "/v1/messages" {
+                        if path == "/v1/messages" {
                             count.fetch_add(1, Ordering::Relaxed);
                             hyper::Response::builder()
                                 .header("content-type", "application/json")
@@ -95,8 +95,7 @@ async fn start() -> Server {
                             hyper::Response::builder()
                                 .status(404)
                                 .body(Full::new(Bytes::new()))
-                        };
-                        response
+                        }
                     }
                 });
                 let _ = hyper::server::conn::http1::Builder::new()
