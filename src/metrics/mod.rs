@@ -170,6 +170,6 @@ pub use collector::{LoadMetrics, MetricsCollector, OutcomeCounts};
 pub use degradation::{Degradation, RankTest};
 pub use histogram::{LatencyHistogram, LatencySummary};
 pub use memory_trend::{MemorySample, MemoryTrend};
-pub use record::{Outcome, RequestResult};
+pub use record::{ConnectionUse, Delivery, Outcome, RequestResult};
 pub use trend::{ConfidenceInterval, Trend, fit_trend};
 pub use windows::{Window, WindowedSeries};
