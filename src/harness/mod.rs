@@ -259,7 +259,7 @@ impl StressHarness {
         F: Fn(Slot) -> Request + Send + Sync + 'static,
     {
         load.validate()?;
-        let sink = Arc::new(ShardedCollector::new());
+        let sink = Arc::new(ShardedCollector::new(self.config.collector()));
         let run = self.shared(self.deadline_for(&load, Instant::now()), sink.clone());
         let generator = self
             .drive(load, false, &run, move |agent, slot| {
@@ -322,6 +322,7 @@ impl StressHarness {
             options.duration,
             options.window,
             self.config.seed,
+            self.config.collector(),
         ));
         let run = self.shared(
             later(
@@ -459,6 +460,7 @@ impl StressHarness {
             sink,
             tally: Arc::new(Tally::default()),
             model: self.config.model.clone(),
+            stream: self.config.stream,
             deadline,
         })
     }

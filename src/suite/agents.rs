@@ -5,7 +5,7 @@ use std::time::Duration;
 
 use crate::checks::{self, IsolationEvidence};
 use crate::workload::{TextGen, canaries_in, canary};
-use crate::{Agent, Load, MetricsCollector, Outcome, Report, RequestResult};
+use crate::{Agent, Load, Outcome, Report, RequestResult};
 use tokio::sync::watch;
 
 use super::Target;
@@ -19,22 +19,22 @@ pub async fn rapid_agents(
     agents: usize,
     per_agent: usize,
 ) -> crate::Result<Report> {
-    let model = target.config().model.clone();
     let harness = target.harness(|c| c.workers(agents))?;
+    let shared = Arc::new(target.clone());
     let by_agent = harness
         .run_agent_workloads(agents, move |mut agent: Agent| {
-            let model = model.clone();
+            let target = Arc::clone(&shared);
             async move {
                 for i in 0..per_agent {
                     let text = format!("Agent {} request {i}", agent.id());
-                    agent.send(message(&model, &text, 50)).await;
+                    agent.send(message(&target, &text, 50)).await;
                 }
                 agent
             }
         })
         .await;
     let results: Vec<RequestResult> = by_agent.values().flatten().cloned().collect();
-    let m = MetricsCollector::analyze(&results);
+    let m = analyze(target, &results);
     let expected = (agents * per_agent) as u64;
     let mut report = base_report(name, target);
     report
@@ -69,8 +69,8 @@ pub(crate) async fn conversations(
     turns: u32,
     prefix_words: usize,
 ) -> crate::Result<(Vec<RequestResult>, IsolationEvidence)> {
-    let model = target.config().model.clone();
     let harness = target.harness(|c| c.workers(agents))?;
+    let noise_target = target.clone();
     let background = target.harness(|c| c.workers(BACKGROUND_WORKERS))?;
     let shared_prefix = Arc::new(TextGen::new(42).words(prefix_words));
     // The first agent caches the shared prefix before the others send it, so that a server
@@ -82,7 +82,13 @@ pub(crate) async fn conversations(
     let noise_requests = (agents as u64 * u64::from(turns)).max(20);
     let noise = background.run(
         Load::closed(BACKGROUND_WORKERS, crate::Stop::requests(noise_requests)),
-        move |slot| message(&model, &TextGen::new(1000 + slot.index).words(30), 32),
+        move |slot| {
+            message(
+                &noise_target,
+                &TextGen::new(1000 + slot.index).words(30),
+                32,
+            )
+        },
     );
     let talk = harness.run_agent_workloads(agents, move |mut agent: Agent| {
         let prefix = Arc::clone(&shared_prefix);
@@ -146,7 +152,7 @@ pub async fn isolation(
     turns: u32,
 ) -> crate::Result<Report> {
     let (results, evidence) = conversations(target, agents, turns, 300).await?;
-    let m = MetricsCollector::analyze(&results);
+    let m = analyze(target, &results);
     let mut report = base_report(name, target);
     report.config("agents", agents).config("turns", turns);
     report.figure("isolation", &evidence);
@@ -164,7 +170,7 @@ pub async fn latency_under_load(
     turns: u32,
 ) -> crate::Result<Report> {
     let (results, _) = conversations(target, agents, turns, 100).await?;
-    let m = MetricsCollector::analyze(&results);
+    let m = analyze(target, &results);
     let mut report = base_report(name, target);
     report.config("agents", agents).config("turns", turns);
     report.verdicts([
@@ -184,7 +190,7 @@ pub async fn hit_rate(
     min: f64,
 ) -> crate::Result<Report> {
     let (results, _) = conversations(target, agents, turns, 100).await?;
-    let m = MetricsCollector::analyze(&results);
+    let m = analyze(target, &results);
     let mut report = base_report(name, target);
     report.config("agents", agents).config("turns", turns);
     report.verdicts([

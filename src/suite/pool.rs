@@ -4,28 +4,34 @@ use std::time::{Duration, Instant};
 
 use crate::anthropic::{Message, MessagesRequest};
 use crate::checks::{self, Check, Verdict};
-use crate::{
-    Load, MetricsCollector, Outcome, Probe, Report, Request, RequestResult, Stage, pool_utilization,
-};
+use crate::{Load, Outcome, Probe, Report, Request, RequestResult, Stage, pool_utilization};
 
 use super::Target;
 use super::*;
 
 /// `n` identical requests at once (seed: 150, `max_tokens` 100): every one answered, no 5xx,
 /// every non-2xx a graceful rejection.
+///
+/// The one scenario whose replies never stream, whatever the target's settings: the
+/// non-streamed path stays covered (its replies have an end-to-end latency, and no TTFT).
 pub async fn concurrent_burst(target: &Target, name: &str, n: usize) -> crate::Result<Report> {
     let model = target.config().model.clone();
     let harness = target.harness(|c| c.workers(n))?;
-    let body = message(
+    let body = Request::messages(&MessagesRequest::new(
         &model,
-        "Explain how a block pool serves many agents at once.",
+        vec![Message::user(
+            "Explain how a block pool serves many agents at once.",
+        )],
         100,
-    );
+    ));
     let load = Load::closed(n, crate::Stop::requests(n as u64));
     let run = harness.run(load, move |_| body.clone()).await?;
-    let m = MetricsCollector::analyze(&run.results);
+    let m = analyze(target, &run.results);
     let mut report = base_report(name, target);
-    report.config("requests", n).config("max_tokens", 100);
+    report
+        .config("requests", n)
+        .config("max_tokens", 100)
+        .config("stream", false);
     report.verdicts([
         checks::accounted(run.sent, run.results.len() as u64),
         checks::served_some(&m, 1),
@@ -54,7 +60,6 @@ pub async fn graceful_rejection(
     high_hold: Duration,
     max_tokens: u32,
 ) -> crate::Result<Report> {
-    let model = target.config().model.clone();
     let harness = target.harness(|c| c.workers(HIGH_IN_FLIGHT))?;
     let health = Probe::start(
         harness.client().clone(),
@@ -63,7 +68,7 @@ pub async fn graceful_rejection(
         100_000,
     );
     let body = message(
-        &model,
+        target,
         "Write a long story about caches and agents.",
         max_tokens,
     );
@@ -93,7 +98,7 @@ pub async fn graceful_rejection(
     run.sent += high_run.sent;
     run.results.extend(high_run.results);
     run.generator = high_run.generator;
-    let m = MetricsCollector::analyze(&run.results);
+    let m = analyze(target, &run.results);
     let util: Vec<(Instant, f64)> = probes
         .iter()
         .filter_map(|p| pool_utilization(p).map(|u| (p.started_at, u)))
@@ -162,7 +167,6 @@ pub async fn no_crash(
     rate: f64,
     duration: Duration,
 ) -> crate::Result<Report> {
-    let model = target.config().model.clone();
     let workers = 256;
     let harness = target.harness(|c| c.workers(workers))?;
     let live = Probe::start(
@@ -172,7 +176,7 @@ pub async fn no_crash(
         100_000,
     );
     let body = message(
-        &model,
+        target,
         "Keep answering while the pool is under pressure.",
         100,
     );
@@ -188,7 +192,7 @@ pub async fn no_crash(
     tokio::time::sleep(Duration::from_secs(1)).await;
     let probes = live.stop().await;
     let alive = target.is_alive();
-    let m = MetricsCollector::analyze(&run.results);
+    let m = analyze(target, &run.results);
     let mut report = base_report(name, target);
     report
         .config("rate_per_s", rate)
@@ -219,13 +223,12 @@ pub async fn recovery(
     window: Duration,
     max: Duration,
 ) -> crate::Result<Report> {
-    let model = target.config().model.clone();
     let harness = target.harness(|c| c.workers(200))?;
     // Every request is a new agent, as after a real burst of users: a server that never frees
     // their blocks (or never evicts idle caches) cannot admit anyone new.
     let tag = format!("{:x}", std::process::id());
     let normal = |who: &str| {
-        message(&model, "Is the pool back to normal?", 20).session(format!("{who}-{tag}"))
+        message(target, "Is the pool back to normal?", 20).session(format!("{who}-{tag}"))
     };
     let mut baseline = Vec::new();
     for i in 0..5 {
@@ -236,9 +239,9 @@ pub async fn recovery(
                 .await,
         );
     }
-    let base = MetricsCollector::analyze(&baseline);
+    let base = analyze(target, &baseline);
     let heavy = message(
-        &model,
+        target,
         "Write a very long story about caches and agents.",
         400,
     );
@@ -251,7 +254,7 @@ pub async fn recovery(
                 .session(format!("sat-{sat_tag}-{}", slot.index))
         })
         .await?;
-    let sat = MetricsCollector::analyze(&saturation.results);
+    let sat = analyze(target, &saturation.results);
     let stopped = Instant::now();
     let limit =
         (base.success_latency.p50 * 3).max(base.success_latency.p50 + Duration::from_millis(100));
@@ -315,7 +318,7 @@ pub async fn streams(
     let request = Request::messages(&body);
     let load = Load::closed(concurrency, crate::Stop::requests(n as u64));
     let run = harness.run(load, move |_| request.clone()).await?;
-    let m = MetricsCollector::analyze(&run.results);
+    let m = analyze(target, &run.results);
     let mut report = base_report(name, target);
     report.config("requests", n).config("stream", true);
     report.verdicts([

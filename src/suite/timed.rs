@@ -5,7 +5,7 @@ use std::time::{Duration, Instant};
 
 use crate::checks::{self};
 use crate::workload::TextGen;
-use crate::{Agent, MetricsCollector, Report};
+use crate::{Agent, Report};
 
 use super::Target;
 use super::*;
@@ -131,7 +131,7 @@ pub async fn realistic(target: &Target, name: &str, span: Duration) -> crate::Re
     let mut per_profile = serde_json::Map::new();
     let mut verdicts = Vec::new();
     for (id, records) in &by_agent {
-        let m = MetricsCollector::analyze(records);
+        let m = analyze(target, records);
         // Agent ids end in the agent's index, which picked its profile.
         let index: usize = id
             .rsplit('-')
@@ -147,7 +147,8 @@ pub async fn realistic(target: &Target, name: &str, span: Duration) -> crate::Re
                 "successful": m.successful,
                 "p50_ms": m.success_latency.p50.as_secs_f64() * 1000.0,
                 "p95_ms": m.success_latency.p95.as_secs_f64() * 1000.0,
-                "ttft_p50_ms": m.ttft.p50.as_secs_f64() * 1000.0,
+                "ttft_p50_ms": m.serving.ttft.map(|t| t.p50.as_secs_f64() * 1000.0),
+                "tpot_p50_ms": m.serving.tpot.map(|t| t.p50.as_secs_f64() * 1000.0),
                 "request_hit_rate": m.cache.request_hit_rate,
                 "token_hit_rate": m.cache.token_hit_rate,
                 "prompt_tokens": m.cache.prompt_tokens,
@@ -159,7 +160,7 @@ pub async fn realistic(target: &Target, name: &str, span: Duration) -> crate::Re
         }
         all.extend(records.iter().cloned());
     }
-    let m = MetricsCollector::analyze(&all);
+    let m = analyze(target, &all);
     let window = (span / 10).max(Duration::from_secs(1));
     let mut windows = crate::metrics::WindowedSeries::new(started, window);
     for r in &all {
