@@ -9,6 +9,8 @@
 //!   an [`Outcome`].
 //! - [`MetricsCollector`] turns records into numbers: HdrHistogram percentiles, throughput,
 //!   tokens/s, error and rejection rates, cache hit rates, windows over time and memory trends.
+//! - [`ServerScraper`] reads the server's own Prometheus counters during a run (KV-cache usage,
+//!   queue, prefix-cache hits) by the names a [`ServerMetricNames`] gives.
 //! - [`checks`] turn figures into [`Verdict`](checks::Verdict)s; [`report`] writes them for
 //!   people and machines.
 //! - [`suite`] is the seed's stress suite as library calls: each scenario runs against a
@@ -74,6 +76,7 @@ mod error;
 mod harness;
 mod memory;
 mod probe;
+mod server_metrics;
 
 pub use client::{Client, Expect, Request};
 pub use error::{Error, Result};
@@ -87,6 +90,9 @@ pub use memory::{MemorySample, MemorySampler, process_rss_bytes, prometheus_rss_
 pub use metrics::{LoadMetrics, MetricsCollector, Outcome, RequestResult};
 pub use probe::{Probe, Probed, pool_utilization};
 pub use report::Report;
+pub use server_metrics::{
+    ServerMetricNames, ServerMetrics, ServerSample, ServerScraper, ServerSummary, ServerWindow,
+};
 
 // The README's Rust examples compile as doctests.
 #[cfg(doctest)]

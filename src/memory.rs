@@ -84,13 +84,13 @@ impl ProcessReader {
 /// A bounded, evenly spaced series of memory samples (shared by the pid sampler and the
 /// `/metrics` scraper of sustained runs).
 #[derive(Debug)]
-pub(crate) struct Series {
-    pub(crate) samples: Vec<MemorySample>,
+pub(crate) struct Series<T = MemorySample> {
+    pub(crate) samples: Vec<T>,
     capacity: usize,
     pub(crate) interval: Duration,
 }
 
-impl Series {
+impl<T> Series<T> {
     /// An empty series keeping at most `capacity` samples taken every `interval`.
     pub(crate) fn new(capacity: usize, interval: Duration) -> Self {
         Self {
@@ -103,7 +103,7 @@ impl Series {
     /// Appends a sample, decimating first when full.
     ///
     /// Time: O(1) amortized (a decimation is O(capacity) and halves the series).
-    pub(crate) fn push(&mut self, sample: MemorySample) {
+    pub(crate) fn push(&mut self, sample: T) {
         if self.samples.len() >= self.capacity {
             let mut index = 0;
             self.samples.retain(|_| {
