@@ -36,7 +36,7 @@
 //! let server = ReferenceServer::start(ServerConfig::default()).await?;
 //! let harness = StressHarness::new(StressConfig::new(server.base_url()).workers(150))?;
 //! let body = MessagesRequest::new("test-model", vec![Message::user("Hello")], 100);
-//! let results = harness.run_concurrent_requests(&Request::messages(&body), None).await;
+//! let results = harness.run_concurrent_requests(&Request::messages(&body), None).await?;
 //! assert_eq!(results.len(), 150, "one record per request");
 //!
 //! let metrics = MetricsCollector::analyze(&results);

@@ -122,7 +122,7 @@ impl StressConfig {
         let get = |name: &str| get(name).filter(|v| !v.trim().is_empty());
         let mut config =
             Self::new(get("SEMANTIC_BASE_URL").unwrap_or_else(|| DEFAULT_BASE_URL.to_owned()));
-        let sizes = super::Overrides::from_lookup(&get)?;
+        let sizes = super::Overrides::from_lookup(get)?;
         config.workers = sizes.workers_or(config.workers);
         config.rate_limit = sizes.rate.or(config.rate_limit);
         config.duration = sizes.duration_or(config.duration);
