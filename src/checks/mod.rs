@@ -13,7 +13,9 @@ pub use load::{
     no_server_errors, only_graceful_failures, pool_reached, rejections_fast, rejections_seen,
     rejections_well_formed, served_some,
 };
-pub use server::{IsolationEvidence, accounted, health_responsive, isolation, recovery};
+pub use server::{
+    IsolationEvidence, accounted, health_responsive, isolation, queue_drained, recovery,
+};
 pub use trends::{memory_growth, no_degradation};
 
 use std::fmt;
@@ -73,6 +75,8 @@ pub enum Check {
     ServerAlive,
     /// No regression against a saved baseline report.
     BaselineRegression,
+    /// The server's own queue (`/metrics`) was empty once the load ended.
+    ServerQueueDrained,
 }
 
 impl Check {
@@ -101,6 +105,7 @@ impl Check {
         Self::NoDegradation,
         Self::ServerAlive,
         Self::BaselineRegression,
+        Self::ServerQueueDrained,
     ];
 
     /// The check's snake_case name.
@@ -129,6 +134,7 @@ impl Check {
             Self::NoDegradation => "no_degradation",
             Self::ServerAlive => "server_alive",
             Self::BaselineRegression => "baseline_regression",
+            Self::ServerQueueDrained => "server_queue_drained",
         }
     }
 }

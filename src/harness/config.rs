@@ -5,8 +5,8 @@ use std::time::Duration;
 
 use http::header::{HeaderName, HeaderValue};
 
-use crate::Error;
 use crate::metrics::{DEFAULT_STALL_GAP, MetricsCollector, Slo};
+use crate::{Error, ServerMetricNames};
 
 /// Default base URL: the seed's server address.
 pub const DEFAULT_BASE_URL: &str = "http://localhost:8000";
@@ -67,6 +67,9 @@ pub struct StressConfig {
     pub slo: Slo,
     /// A gap between two content deltas longer than this is a stall.
     pub stall_gap: Duration,
+    /// The names read from the server's `GET /metrics` during runs (vLLM's by default);
+    /// `None` reads nothing.
+    pub server_metrics: Option<ServerMetricNames>,
 }
 
 impl Default for StressConfig {
@@ -96,6 +99,7 @@ impl StressConfig {
             stream: true,
             slo: Slo::default(),
             stall_gap: DEFAULT_STALL_GAP,
+            server_metrics: Some(ServerMetricNames::default()),
         }
     }
 
@@ -239,6 +243,13 @@ impl StressConfig {
     #[must_use]
     pub fn stall_gap(mut self, gap: Duration) -> Self {
         self.stall_gap = gap;
+        self
+    }
+
+    /// Sets the names read from the server's `/metrics` (`None`: read nothing).
+    #[must_use]
+    pub fn server_metrics(mut self, names: Option<ServerMetricNames>) -> Self {
+        self.server_metrics = names;
         self
     }
 

@@ -42,6 +42,8 @@ impl Report {
             md_baseline(&mut s, c);
         }
         self.md_series(&mut s);
+        self.md_server(&mut s);
+        self.md_charts(&mut s);
         md_map(&mut s, "Configuration", &self.config);
         md_map(&mut s, "Figures", &self.figures);
         s
@@ -109,15 +111,40 @@ impl Report {
                 ratio(d.p95_ratio)
             );
         }
-        let stem = self.file_stem();
         let _ = writeln!(s);
-        for kind in super::charts::kinds(series) {
-            let title = match kind {
-                "latency" => "Latency per window",
-                "throughput" => "Throughput and failures per window",
-                _ => "Server memory",
-            };
-            let _ = writeln!(s, "![{title}]({stem}-{kind}.svg)\n");
+    }
+
+    fn md_server(&self, s: &mut String) {
+        let Some(server) = &self.server else {
+            return;
+        };
+        let _ = writeln!(s, "## Server metrics (`/metrics`)\n");
+        let m = &server.summary;
+        let num = |x: Option<f64>, scale: f64| {
+            x.map_or("not exposed".to_owned(), |x| format!("{:.1}", x * scale))
+        };
+        let _ = writeln!(
+            s,
+            "{} samples every {:.1} s. KV-cache usage peak {} %; requests running peak {}, waiting peak {}, waiting at the end {}; prefix-cache hit rate {} % of {} queried tokens; preemptions {}.\n",
+            m.samples,
+            server.interval.as_secs_f64(),
+            num(m.kv_cache_usage_max, 100.0),
+            num(m.requests_running_max, 1.0),
+            num(m.requests_waiting_max, 1.0),
+            num(m.requests_waiting_last, 1.0),
+            num(m.prefix_cache_hit_rate, 100.0),
+            num(m.prefix_cache_queries, 1.0),
+            num(m.preemptions, 1.0)
+        );
+        if let Some(e) = &server.error {
+            let _ = writeln!(s, "Note: {}\n", cell(e));
+        }
+    }
+
+    fn md_charts(&self, s: &mut String) {
+        let stem = self.file_stem();
+        for kind in super::charts::kinds(self) {
+            let _ = writeln!(s, "![{}]({stem}-{kind}.svg)\n", super::charts::title(kind));
         }
     }
 }

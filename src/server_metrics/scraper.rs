@@ -44,6 +44,23 @@ pub struct ServerMetrics {
 }
 
 impl ServerMetrics {
+    /// The figures of `samples` (in time order) read with `names` every `interval`, not yet
+    /// aligned to windows.
+    pub fn from_samples(
+        names: ServerMetricNames,
+        interval: Duration,
+        samples: Vec<ServerSample>,
+    ) -> Self {
+        Self {
+            names,
+            interval,
+            summary: summarize(&samples),
+            samples,
+            windows: Vec::new(),
+            error: None,
+        }
+    }
+
     /// Aligns the samples to `windows` (see the [module docs](super#windows)).
     pub fn align_to(&mut self, windows: &[Window]) {
         self.windows = align(&self.samples, windows);
@@ -143,14 +160,9 @@ impl ServerScraper {
         let _ = self.task.await;
         let mut state = lock(&self.state);
         let samples = std::mem::take(&mut state.series.samples);
-        ServerMetrics {
-            names: self.names,
-            interval: state.series.interval,
-            summary: summarize(&samples),
-            samples,
-            windows: Vec::new(),
-            error: state.error.take(),
-        }
+        let mut server = ServerMetrics::from_samples(self.names, state.series.interval, samples);
+        server.error = state.error.take();
+        server
     }
 }
 

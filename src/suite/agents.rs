@@ -68,7 +68,11 @@ pub(crate) async fn conversations(
     agents: usize,
     turns: u32,
     prefix_words: usize,
-) -> crate::Result<(Vec<RequestResult>, IsolationEvidence)> {
+) -> crate::Result<(
+    Vec<RequestResult>,
+    IsolationEvidence,
+    Option<crate::ServerMetrics>,
+)> {
     let harness = target.harness(|c| c.workers(agents))?;
     let noise_target = target.clone();
     let background = target.harness(|c| c.workers(BACKGROUND_WORKERS))?;
@@ -112,7 +116,12 @@ pub(crate) async fn conversations(
             agent
         }
     });
+    let scraper = scrape(target, &harness, Duration::from_millis(250));
     let (by_agent, _) = tokio::join!(talk, noise);
+    let server = match scraper {
+        Some(s) => Some(s.stop().await),
+        None => None,
+    };
     let mut evidence = IsolationEvidence::default();
     let mut results = Vec::new();
     for (id, records) in &by_agent {
@@ -141,7 +150,7 @@ pub(crate) async fn conversations(
         }
         results.extend(records.iter().cloned());
     }
-    Ok((results, evidence))
+    Ok((results, evidence, server))
 }
 
 /// Cache isolation under concurrent load, shown by pairs and canaries.
@@ -151,9 +160,10 @@ pub async fn isolation(
     agents: usize,
     turns: u32,
 ) -> crate::Result<Report> {
-    let (results, evidence) = conversations(target, agents, turns, 300).await?;
+    let (results, evidence, server) = conversations(target, agents, turns, 300).await?;
     let m = analyze(target, &results);
     let mut report = base_report(name, target);
+    with_server(&mut report, &m, server);
     report.config("agents", agents).config("turns", turns);
     report.figure("isolation", &evidence);
     report.verdicts(checks::isolation(&evidence, 0.8));
@@ -169,9 +179,10 @@ pub async fn latency_under_load(
     agents: usize,
     turns: u32,
 ) -> crate::Result<Report> {
-    let (results, _) = conversations(target, agents, turns, 100).await?;
+    let (results, _, server) = conversations(target, agents, turns, 100).await?;
     let m = analyze(target, &results);
     let mut report = base_report(name, target);
+    with_server(&mut report, &m, server);
     report.config("agents", agents).config("turns", turns);
     report.verdicts([
         checks::latency_p95(&m, Duration::from_secs(2)),
@@ -189,9 +200,10 @@ pub async fn hit_rate(
     turns: u32,
     min: f64,
 ) -> crate::Result<Report> {
-    let (results, _) = conversations(target, agents, turns, 100).await?;
+    let (results, _, server) = conversations(target, agents, turns, 100).await?;
     let m = analyze(target, &results);
     let mut report = base_report(name, target);
+    with_server(&mut report, &m, server);
     report.config("agents", agents).config("turns", turns);
     report.verdicts([
         checks::cache_hit_rate(&m, min),
@@ -199,4 +211,23 @@ pub async fn hit_rate(
     ]);
     report.metrics = Some(m);
     Ok(report)
+}
+
+/// Records the server's `/metrics` in `report`, with its prefix-cache hit rate beside the
+/// client's token hit rate (the server counts tokens it found cached; the client reads
+/// `cache_read_input_tokens`), and the queue check when the server exposes its queue.
+fn with_server(report: &mut Report, m: &crate::LoadMetrics, server: Option<crate::ServerMetrics>) {
+    let Some(server) = server else {
+        return;
+    };
+    report
+        .figure(
+            "server_prefix_cache_hit_rate",
+            server.summary.prefix_cache_hit_rate,
+        )
+        .figure("client_token_hit_rate", m.cache.token_hit_rate);
+    if let Some(verdict) = checks::queue_drained(&server) {
+        report.verdicts([verdict]);
+    }
+    report.server_metrics(server);
 }

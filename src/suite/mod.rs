@@ -34,7 +34,7 @@
 use std::time::Duration;
 
 use crate::anthropic::{Message, MessagesRequest};
-use crate::{LoadMetrics, MetricsCollector, Report, Request, RequestResult};
+use crate::{LoadMetrics, MetricsCollector, Report, Request, RequestResult, ServerScraper};
 
 mod agents;
 mod pool;
@@ -71,6 +71,35 @@ fn message(target: &Target, text: &str, max_tokens: u32) -> Request {
 fn analyze(target: &Target, results: &[RequestResult]) -> LoadMetrics {
     let c = target.config();
     MetricsCollector::analyze_with(results, c.slo, c.stall_gap)
+}
+
+/// Starts reading the server's `/metrics` every `interval` when the target's settings name
+/// metrics to read.
+fn scrape(
+    target: &Target,
+    harness: &crate::StressHarness,
+    interval: Duration,
+) -> Option<ServerScraper> {
+    let names = target.config().server_metrics.clone()?;
+    Some(ServerScraper::start(
+        harness.client().clone(),
+        names,
+        std::time::Instant::now(),
+        interval,
+    ))
+}
+
+/// Stops `scraper` and records what it read in `report` (aligned to its windows, if any), with
+/// the queue check when the server exposes its queue.
+async fn record_server(report: &mut Report, scraper: Option<ServerScraper>) {
+    let Some(scraper) = scraper else {
+        return;
+    };
+    let server = scraper.stop().await;
+    if let Some(verdict) = crate::checks::queue_drained(&server) {
+        report.verdicts([verdict]);
+    }
+    report.server_metrics(server);
 }
 
 fn base_report(name: &str, target: &Target) -> Report {

@@ -57,6 +57,7 @@ pub async fn sustained(
     // Warm-up covers the workload's own ramp: conversations reach their steady-state length
     // (at most 16 turns at about one turn per agent per second) within 20 s.
     options.warmup = options.window.max(SUSTAINED_WARMUP).min(duration / 2);
+    let scraper = scrape(target, &harness, options.memory_interval.max(SCRAPE_FLOOR));
     let sustained = harness
         .run_sustained(options.clone(), |mut agent: Agent, slot| async move {
             // Conversations end at random (one in eight turns, at most 16), so the agents are
@@ -79,6 +80,7 @@ pub async fn sustained(
         .config("warmup_s", options.warmup.as_secs_f64());
     report.series = Some(crate::report::Series::of(&sustained));
     report.verdicts([checks::accounted(sustained.sent, sustained.load.total)]);
+    record_server(&mut report, scraper).await;
     report.metrics = Some(sustained.load.clone());
     report.generator = Some(sustained.generator.clone());
     Ok(SustainedRun {
@@ -97,6 +99,7 @@ pub async fn realistic(target: &Target, name: &str, span: Duration) -> crate::Re
     let sampler = target.server_pid().and_then(|pid| {
         crate::MemorySampler::start(pid, (span / 100).max(Duration::from_millis(100))).ok()
     });
+    let scraper = scrape(target, &harness, (span / 100).max(SCRAPE_FLOOR));
     let started = Instant::now();
     let by_agent = harness
         .run_agent_workloads(n, move |mut agent: Agent| {
@@ -180,9 +183,13 @@ pub async fn realistic(target: &Target, name: &str, span: Duration) -> crate::Re
     report.figure("profiles", per_profile);
     verdicts.push(checks::all_answered(&m));
     report.verdicts(verdicts);
+    record_server(&mut report, scraper).await;
     report.metrics = Some(m);
     Ok(report)
 }
+
+/// Shortest interval between `/metrics` reads of a timed run.
+const SCRAPE_FLOOR: Duration = Duration::from_millis(250);
 
 /// `pause`, cut short at `end`.
 fn until(end: Instant, pause: Duration) -> Duration {
