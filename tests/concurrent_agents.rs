@@ -7,7 +7,7 @@
 
 mod common;
 
-use common::{Server, finish, overrides};
+use common::{Server, finish_streamed, overrides};
 use semantic_stress::suite;
 use serial_test::file_serial;
 
@@ -35,7 +35,7 @@ async fn test_10_agents_50_rapid_requests() {
         REQUESTS_PER_AGENT,
     )
     .await;
-    finish(&report.expect("valid settings"));
+    finish_streamed(&report.expect("valid settings"));
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -53,7 +53,7 @@ async fn test_cache_isolation_under_load() {
         TURNS,
     )
     .await;
-    finish(&report.expect("valid settings"));
+    finish_streamed(&report.expect("valid settings"));
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -71,7 +71,7 @@ async fn test_latency_remains_acceptable() {
         TURNS,
     )
     .await;
-    finish(&report.expect("valid settings"));
+    finish_streamed(&report.expect("valid settings"));
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -90,5 +90,5 @@ async fn test_cache_hit_rate_high() {
         MIN_HIT_RATE,
     )
     .await;
-    finish(&report.expect("valid settings"));
+    finish_streamed(&report.expect("valid settings"));
 }
