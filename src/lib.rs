@@ -45,7 +45,7 @@
 //!     checks::no_server_errors(&metrics),
 //!     checks::only_graceful_failures(&metrics),
 //! ] {
-//!     assert!(verdict.passed, "{verdict}");
+//!     assert!(verdict.passed(), "{verdict}");
 //! }
 //! server.shutdown().await;
 //! # Ok(())
@@ -69,13 +69,13 @@ pub mod checks;
 pub mod metrics;
 pub mod report;
 pub mod suite;
+pub mod target;
 pub mod workload;
 
 mod client;
 mod error;
 mod harness;
-mod memory;
-mod probe;
+mod sampling;
 mod server_metrics;
 
 pub use client::{Client, Expect, Request};
@@ -86,10 +86,11 @@ pub use harness::{
 };
 pub use harness::{DEFAULT_BASE_URL, DEFAULT_DURATION, DEFAULT_TIMEOUT};
 pub use harness::{Progress, ProgressFn, Sustained, SustainedLoadMetrics};
-pub use memory::{MemorySample, MemorySampler, process_rss_bytes, prometheus_rss_bytes};
-pub use metrics::{LoadMetrics, MetricsCollector, Outcome, RequestResult};
-pub use probe::{Probe, Probed, pool_utilization};
+pub use metrics::{LoadMetrics, MemorySample, MetricsCollector, Outcome, RequestResult};
 pub use report::Report;
+pub use sampling::{
+    MemorySampler, Probe, Probed, pool_utilization, process_rss_bytes, prometheus_rss_bytes,
+};
 pub use server_metrics::{
     ServerMetricNames, ServerMetrics, ServerSample, ServerScraper, ServerSummary, ServerWindow,
 };

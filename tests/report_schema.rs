@@ -546,12 +546,12 @@ fn baseline_flags_a_doubled_p95_and_passes_an_identical_run() {
     let tolerance = Tolerance::default();
 
     let same = baseline::compare(&base, &base.clone(), &tolerance);
-    assert!(same.verdict.passed, "{}", same.verdict);
+    assert!(same.verdict.passed(), "{}", same.verdict);
     assert_eq!(same.verdict.check, baseline::CHECK);
     assert_eq!(same.p95_ms.unwrap().absolute, 0.0);
 
     let worse = baseline::compare(&slow, &base, &tolerance);
-    assert!(!worse.verdict.passed, "{}", worse.verdict);
+    assert!(!worse.verdict.passed(), "{}", worse.verdict);
     let p95 = worse.p95_ms.unwrap();
     assert!((0.9..1.1).contains(&p95.relative.unwrap()), "{p95:?}");
     assert!(
@@ -563,7 +563,7 @@ fn baseline_flags_a_doubled_p95_and_passes_an_identical_run() {
 
     // Getting faster is never a regression.
     let better = baseline::compare(&base, &slow, &tolerance);
-    assert!(better.verdict.passed, "{}", better.verdict);
+    assert!(better.verdict.passed(), "{}", better.verdict);
 }
 
 #[test]
@@ -651,7 +651,7 @@ fn html_page_has_every_chart_and_every_verdict() {
             .select(&select("td"))
             .map(|td| td.text().collect::<String>())
             .collect();
-        assert_eq!(cells[0], if verdict.passed { "PASS" } else { "FAIL" });
+        assert_eq!(cells[0], verdict.status.label());
         assert_eq!(cells[3], verdict.measured);
         assert_eq!(cells[4], verdict.message, "text escaped and read back");
     }

@@ -81,7 +81,7 @@ async fn reads_a_vllm_exposition_on_an_interval() {
     // The queue never drained: the check says so.
     let verdict = checks::queue_drained(&metrics).expect("the queue is exposed");
     assert_eq!(verdict.check, Check::ServerQueueDrained);
-    assert!(!verdict.passed, "{verdict}");
+    assert!(!verdict.passed(), "{verdict}");
 }
 
 #[tokio::test]

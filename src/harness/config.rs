@@ -103,12 +103,14 @@ impl StressConfig {
         }
     }
 
-    /// Reads `SEMANTIC_BASE_URL`, `SEMANTIC_STRESS_TEST_WORKERS`,
-    /// `SEMANTIC_STRESS_TEST_RATE_LIMIT`, `SEMANTIC_STRESS_TEST_DURATION` (seconds),
-    /// `SEMANTIC_API_KEY`, `SEMANTIC_GRACEFUL_STATUSES` (comma list), `SEMANTIC_STREAM`
-    /// (`true`/`false`) and the objectives `SEMANTIC_SLO_TTFT_MS`, `SEMANTIC_SLO_TPOT_MS`,
-    /// `SEMANTIC_SLO_MAX_ITL_MS`, `SEMANTIC_SLO_E2E_MS` (milliseconds, or `none`) over the
-    /// defaults.
+    /// Reads the target's settings ([`TargetSettings`](crate::target::TargetSettings): the
+    /// file of `SEMANTIC_TARGET_FILE`, `SEMANTIC_BASE_URL`, `SEMANTIC_MODEL`,
+    /// `SEMANTIC_API_KEY`, `SEMANTIC_AUTH`, `SEMANTIC_HEADERS`, `SEMANTIC_STRESS_TIMEOUT`,
+    /// `SEMANTIC_CONNECT_TIMEOUT`), the sizes ([`Overrides`](crate::Overrides):
+    /// `SEMANTIC_STRESS_TEST_WORKERS`, `…_RATE_LIMIT`, `…_DURATION`) and
+    /// `SEMANTIC_GRACEFUL_STATUSES` (comma list), `SEMANTIC_STREAM` (`true`/`false`) and the
+    /// objectives `SEMANTIC_SLO_TTFT_MS`, `SEMANTIC_SLO_TPOT_MS`, `SEMANTIC_SLO_MAX_ITL_MS`,
+    /// `SEMANTIC_SLO_E2E_MS` (milliseconds, or `none`) over the defaults.
     ///
     /// # Errors
     ///
@@ -124,13 +126,12 @@ impl StressConfig {
     /// [`Error::InvalidConfig`] naming the variable when a value does not parse.
     pub fn from_lookup(get: impl Fn(&str) -> Option<String>) -> crate::Result<Self> {
         let get = |name: &str| get(name).filter(|v| !v.trim().is_empty());
-        let mut config =
-            Self::new(get("SEMANTIC_BASE_URL").unwrap_or_else(|| DEFAULT_BASE_URL.to_owned()));
+        let target = crate::target::TargetSettings::from_lookup(get)?;
+        let mut config = target.apply(Self::new(DEFAULT_BASE_URL))?;
         let sizes = super::Overrides::from_lookup(get)?;
         config.workers = sizes.workers_or(config.workers);
         config.rate_limit = sizes.rate.or(config.rate_limit);
         config.duration = sizes.duration_or(config.duration);
-        config.api_key = get("SEMANTIC_API_KEY");
         if let Some(v) = get("SEMANTIC_GRACEFUL_STATUSES") {
             config.graceful_statuses = v
                 .split(',')

@@ -9,7 +9,7 @@
 //! - [`TokenTiming`] and [`CompactHistogram`]: every content delta's arrival, per record, in
 //!   bounded memory.
 //! - [`WindowedSeries`] → [`Window`]s and [`Degradation`]: figures over time for sustained runs.
-//! - [`fit_trend`] → [`Trend`], and [`MemoryTrend`] over [`MemorySample`](crate::MemorySample)s.
+//! - [`fit_trend`] → [`Trend`], and [`MemoryTrend`] over [`MemorySample`]s.
 //!
 //! Every figure is defined once, here; the code cites these sections.
 //!
@@ -213,7 +213,7 @@ pub use cache::CacheStats;
 pub use collector::{LoadMetrics, MetricsCollector, OutcomeCounts};
 pub use degradation::{Degradation, RankTest};
 pub use histogram::{LatencyHistogram, LatencySummary};
-pub use memory_trend::MemoryTrend;
+pub use memory_trend::{MemorySample, MemoryTrend};
 pub use record::{Outcome, RequestResult};
 pub use serving::{DEFAULT_STALL_GAP, Goodput, RateSummary, ServingMetrics, Slo, SloShare};
 pub use tokens::{CompactHistogram, TokenTiming};

@@ -81,7 +81,7 @@ fn goodput_counts_exactly_the_requests_under_every_slo() {
     ];
     let mut failed = stream(t0, Duration::ZERO, 10 * MS, 10 * MS, 3);
     failed.outcome = Outcome::Protocol;
-    let mut all = records.clone();
+    let mut all = records;
     all.push(failed);
     let m = MetricsCollector::analyze_with(&all, s, STALL);
     let g = &m.serving.goodput;

@@ -9,7 +9,7 @@ use super::charts::{Chart, title};
 /// The page's style: plain, readable, no external resource.
 const STYLE: &str = "body{font-family:system-ui,sans-serif;margin:2em auto;max-width:1000px;color:#222}\
 table{border-collapse:collapse;margin:1em 0}td,th{border:1px solid #ccc;padding:4px 8px;text-align:left;vertical-align:top}\
-tr.fail td{background:#fde8e8}tr.pass td.status{color:#060}tr.fail td.status{color:#a00;font-weight:bold}\
+tr.fail td{background:#fde8e8}tr.inconclusive td{background:#fff6d6}tr.pass td.status{color:#060}tr.fail td.status{color:#a00;font-weight:bold}\
 pre{background:#f6f6f6;padding:1em;overflow-x:auto}figure{margin:1.5em 0}figure svg{max-width:100%;height:auto}";
 
 impl Report {
@@ -48,10 +48,12 @@ impl Report {
                 "<table id=\"verdicts\"><thead><tr><th></th><th>check</th><th>threshold</th><th>measured</th><th>message</th></tr></thead><tbody>"
             );
             for v in &self.verdicts {
-                let (class, status) = if v.passed {
-                    ("pass", "PASS")
-                } else {
-                    ("fail", "FAIL")
+                let status = v.status.label();
+                let class = match v.status {
+                    crate::checks::Status::Pass => "pass",
+                    crate::checks::Status::Fail => "fail",
+                    crate::checks::Status::Inconclusive => "inconclusive",
+                    crate::checks::Status::NotApplicable => "not-applicable",
                 };
                 let _ = writeln!(
                     s,

@@ -1,17 +1,14 @@
-//! [`ServerScraper`]: reads `GET /metrics` on an interval in the background, bounded and
-//! cancellable, into [`ServerMetrics`].
+//! [`ServerScraper`]: reads `GET /metrics` on an interval in the background (a
+//! [`Periodic`](crate::sampling) sampler: bounded, cancellable), into [`ServerMetrics`].
 
-use std::sync::{Arc, Mutex, PoisonError};
 use std::time::{Duration, Instant};
 
 use serde::{Deserialize, Serialize};
-use tokio::task::JoinHandle;
-use tokio_util::sync::{CancellationToken, DropGuard};
 
 use super::{ServerMetricNames, ServerSample, ServerSummary, ServerWindow, align, summarize};
-use crate::memory::Series;
 use crate::metrics::Window;
 use crate::metrics::serde_duration::secs;
+use crate::sampling::{Periodic, Plan, Retention, Source, Tick};
 use crate::{Client, Request};
 
 /// Samples kept before the series is decimated (every other one dropped, interval doubled).
@@ -21,7 +18,7 @@ const MIN_INTERVAL: Duration = Duration::from_millis(100);
 /// Longest wait for one scrape.
 const SCRAPE_TIMEOUT: Duration = Duration::from_secs(2);
 /// Failed scrapes in a row, before any success, after which the target is taken not to expose
-/// `/metrics` and scraping stops.
+/// `/metrics` and no further request is sent.
 const GIVE_UP_AFTER: u32 = 3;
 
 /// What the server's `/metrics` said during a run.
@@ -65,28 +62,78 @@ impl ServerMetrics {
     pub fn align_to(&mut self, windows: &[Window]) {
         self.windows = align(&self.samples, windows);
     }
+}
 
-    /// Whether at least one sample had one of the configured figures.
-    pub fn measured(&self) -> bool {
-        !self.samples.is_empty()
+/// One `/metrics` read per tick; gives up after three failures in a row with no sample yet.
+struct MetricsSource {
+    client: Client,
+    names: ServerMetricNames,
+    origin: Instant,
+    error: Option<String>,
+    failures: u32,
+    read_any: bool,
+}
+
+impl MetricsSource {
+    /// One scrape, bounded by 2 s: the sample, or why there is none.
+    async fn scrape(&mut self) -> Option<ServerSample> {
+        let request = Request::get("/metrics");
+        let reply = tokio::time::timeout(SCRAPE_TIMEOUT, self.client.control_text(&request)).await;
+        let read = match reply {
+            Ok(Ok(text)) => {
+                let (sample, warning) =
+                    ServerSample::parse(&text, &self.names, self.origin.elapsed());
+                if sample.has_any() {
+                    if let Some(w) = warning {
+                        self.error = Some(format!("GET /metrics: {w}"));
+                    }
+                    Ok(sample)
+                } else {
+                    Err(format!(
+                        "GET /metrics has none of the configured metric names ({:?})",
+                        self.names
+                    ))
+                }
+            }
+            Ok(Err(e)) => Err(e.to_string()),
+            Err(_) => Err(format!("GET /metrics: no reply within {SCRAPE_TIMEOUT:?}")),
+        };
+        match read {
+            Ok(sample) => {
+                self.failures = 0;
+                self.read_any = true;
+                Some(sample)
+            }
+            Err(e) => {
+                self.failures += 1;
+                self.error = Some(e);
+                None
+            }
+        }
+    }
+
+    /// Whether the target was taken not to expose the metrics.
+    fn gave_up(&self) -> bool {
+        !self.read_any && self.failures >= GIVE_UP_AFTER
     }
 }
 
-#[derive(Debug)]
-struct State {
-    series: Series<ServerSample>,
-    error: Option<String>,
+impl Source for MetricsSource {
+    type Sample = ServerSample;
+
+    async fn read(&mut self, _tick: Tick) -> Option<ServerSample> {
+        if self.gave_up() {
+            return None;
+        }
+        self.scrape().await
+    }
 }
 
-fn lock(state: &Mutex<State>) -> std::sync::MutexGuard<'_, State> {
-    // Each update is one push or one assignment: a poisoned lock is still consistent.
-    state.lock().unwrap_or_else(PoisonError::into_inner)
-}
-
-/// Reads the server's `GET /metrics` every interval until stopped (or dropped), keeping at most
-/// 4096 samples (decimating as [`MemorySampler`](crate::MemorySampler) does). Each scrape waits
-/// at most 2 s; after three failures in a row with no sample yet, it stops: the target does not
-/// expose the metrics.
+/// Reads the server's `GET /metrics` every interval (at least 100 ms) until stopped or dropped,
+/// keeping at most 4096 samples (decimating as [`MemorySampler`](crate::MemorySampler) does).
+/// Each scrape waits at most 2 s; after three failures in a row with no sample yet, it sends no
+/// more: the target does not expose the metrics. [`stop`](Self::stop) reads once more, after
+/// the load.
 ///
 /// # Example
 ///
@@ -106,125 +153,73 @@ fn lock(state: &Mutex<State>) -> std::sync::MutexGuard<'_, State> {
 /// println!("KV usage peaked at {:?}", server.summary.kv_cache_usage_max);
 /// # }
 /// ```
-#[derive(Debug)]
 pub struct ServerScraper {
     names: ServerMetricNames,
-    state: Arc<Mutex<State>>,
-    cancel: CancellationToken,
-    task: JoinHandle<()>,
-    _stop_on_drop: DropGuard,
+    periodic: Periodic<MetricsSource>,
+}
+
+impl std::fmt::Debug for ServerScraper {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ServerScraper")
+            .field("names", &self.names)
+            .field("periodic", &self.periodic)
+            .finish()
+    }
 }
 
 impl ServerScraper {
     /// Starts scraping through `client` every `interval` (at least 100 ms), sample times taken
-    /// from `origin` (the run's start). Must be called within a tokio runtime.
+    /// from `origin` (the run's start).
+    ///
+    /// # Panics
+    ///
+    /// Outside a tokio runtime (as `tokio::spawn` does).
     pub fn start(
         client: Client,
         names: ServerMetricNames,
         origin: Instant,
         interval: Duration,
     ) -> Self {
-        let interval = interval.max(MIN_INTERVAL);
-        let state = Arc::new(Mutex::new(State {
-            series: Series::new(CAPACITY, interval),
-            error: None,
-        }));
-        let cancel = CancellationToken::new();
-        let task = tokio::spawn(scrape_until_cancelled(
+        let source = MetricsSource {
             client,
-            names.clone(),
-            Arc::clone(&state),
-            cancel.clone(),
+            names: names.clone(),
             origin,
-        ));
+            error: None,
+            failures: 0,
+            read_any: false,
+        };
+        let plan = Plan::every(interval, Retention::Decimate { capacity: CAPACITY })
+            .floor(MIN_INTERVAL)
+            .origin(origin);
         Self {
             names,
-            state,
-            _stop_on_drop: cancel.clone().drop_guard(),
-            cancel,
-            task,
+            periodic: Periodic::start(source, plan),
         }
     }
 
     /// The latest sample, if any.
     pub fn latest(&self) -> Option<ServerSample> {
-        lock(&self.state).series.samples.last().copied()
+        self.periodic.latest(|s| *s)
     }
 
-    /// Takes one more sample now (after the load: did the queue drain?), then stops and returns
-    /// everything read. The last scrape is bounded by 2 s.
+    /// Stops (after the read in flight), reads once more — after the load: did the queue
+    /// drain? — and returns everything read. Bounded by two scrapes of at most 2 s.
     pub async fn stop(self) -> ServerMetrics {
-        self.cancel.cancel();
-        // The task ends at its next await point; a join error (a panic in a parse) still
-        // leaves the samples gathered so far.
-        let _ = self.task.await;
-        let mut state = lock(&self.state);
-        let samples = std::mem::take(&mut state.series.samples);
-        let mut server = ServerMetrics::from_samples(self.names, state.series.interval, samples);
-        server.error = state.error.take();
-        server
-    }
-}
-
-/// One scrape: the sample, or why there is none.
-async fn scrape(
-    client: &Client,
-    names: &ServerMetricNames,
-    origin: Instant,
-) -> Result<(ServerSample, Option<String>), String> {
-    let request = Request::get("/metrics");
-    let text = match tokio::time::timeout(SCRAPE_TIMEOUT, client.control_text(&request)).await {
-        Ok(Ok(text)) => text,
-        Ok(Err(e)) => return Err(e.to_string()),
-        Err(_) => return Err(format!("GET /metrics: no reply within {SCRAPE_TIMEOUT:?}")),
-    };
-    let (sample, parse_error) = ServerSample::parse(&text, names, origin.elapsed());
-    if !sample.has_any() {
-        return Err(format!(
-            "GET /metrics has none of the configured metric names ({names:?})"
-        ));
-    }
-    Ok((sample, parse_error.map(|e| format!("GET /metrics: {e}"))))
-}
-
-async fn scrape_until_cancelled(
-    client: Client,
-    names: ServerMetricNames,
-    state: Arc<Mutex<State>>,
-    cancel: CancellationToken,
-    origin: Instant,
-) {
-    let mut failures = 0;
-    let mut last = false;
-    loop {
-        let reading = scrape(&client, &names, origin).await;
-        let interval = {
-            let mut s = lock(&state);
-            match reading {
-                Ok((sample, warning)) => {
-                    failures = 0;
-                    s.series.push(sample);
-                    if warning.is_some() {
-                        s.error = warning;
-                    }
-                }
-                Err(e) => {
-                    failures += 1;
-                    s.error = Some(e);
-                    if s.series.samples.is_empty() && failures >= GIVE_UP_AFTER {
-                        return;
-                    }
-                }
+        let stopped = self.periodic.stop().await;
+        let mut series = stopped.series;
+        let interval = series.interval();
+        let mut samples = series.take_samples();
+        let mut error = None;
+        if let Some(mut source) = stopped.source {
+            if !source.gave_up()
+                && let Some(last) = source.scrape().await
+            {
+                samples.push(last);
             }
-            s.series.interval
-        };
-        if last {
-            return;
+            error = source.error;
         }
-        tokio::select! {
-            // Stopped: one last sample, after the load, then end.
-            () = cancel.cancelled() => last = true,
-            () = tokio::time::sleep(interval) => {}
-        }
+        let mut server = ServerMetrics::from_samples(self.names, interval, samples);
+        server.error = error;
+        server
     }
 }
