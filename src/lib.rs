@@ -68,6 +68,7 @@ pub mod anthropic;
 pub mod checks;
 pub mod metrics;
 pub mod report;
+pub mod server_metrics;
 pub mod suite;
 pub mod target;
 pub mod workload;
@@ -76,7 +77,6 @@ mod client;
 mod error;
 mod harness;
 mod sampling;
-mod server_metrics;
 
 pub use client::{Client, Expect, Request};
 pub use error::{Error, Result};

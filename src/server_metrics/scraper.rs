@@ -1,5 +1,5 @@
-//! [`ServerScraper`]: reads `GET /metrics` on an interval in the background (a
-//! [`Periodic`](crate::sampling) sampler: bounded, cancellable), into [`ServerMetrics`].
+//! [`ServerScraper`]: reads `GET /metrics` on an interval in the background (one of the crate's
+//! periodic samplers: bounded, cancellable), into [`ServerMetrics`].
 
 use std::time::{Duration, Instant};
 
