@@ -12,8 +12,10 @@
 mod body;
 mod classify;
 mod request;
+mod tls;
 mod transport;
 
+use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -42,6 +44,8 @@ pub(crate) struct ClientConfig {
     pub(crate) text_limit: usize,
     /// A gap between two content deltas longer than this is a stall.
     pub(crate) stall_gap: Duration,
+    /// PEM bundle of extra trusted CA certificates for `https://`.
+    pub(crate) ca_file: Option<PathBuf>,
 }
 
 /// A pooled HTTP/1.1 client that turns every request into one [`RequestResult`].
@@ -61,13 +65,16 @@ struct Shared {
 
 impl Client {
     pub(crate) fn new(config: ClientConfig) -> crate::Result<Self> {
+        // Read once here, for http:// too: a bad CA file is refused at start, not ignored.
+        let tls = tls::config(config.ca_file.as_deref())?;
         let endpoint = Endpoint::new(
             &config.base_url,
             config.api_key.as_deref(),
             config.headers.clone(),
+            &tls,
         )?;
         Ok(Self {
-            pool: transport::pool(config.connections, config.connect_timeout),
+            pool: transport::pool(config.connections, config.connect_timeout, tls),
             shared: Arc::new(Shared { endpoint, config }),
         })
     }
@@ -198,7 +205,7 @@ impl Client {
             Err(f) => return fail(record, f),
         };
         let mut sender = match conn
-            .checkout(&shared.endpoint.connect_to, shared.config.connect_timeout)
+            .checkout(&shared.endpoint, shared.config.connect_timeout)
             .await
         {
             Ok(s) => s,

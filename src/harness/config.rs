@@ -1,6 +1,7 @@
 //! [`StressConfig`]: the harness's settings, from code or from `SEMANTIC_*` environment
 //! variables, validated once.
 
+use std::path::PathBuf;
 use std::time::Duration;
 
 use http::header::{HeaderName, HeaderValue};
@@ -34,7 +35,8 @@ const MAX_DURATION: Duration = Duration::from_secs(30 * 24 * 3600);
 /// ```
 #[derive(Debug, Clone)]
 pub struct StressConfig {
-    /// Server base URL (`http://HOST:PORT`, optionally with a path prefix).
+    /// Server base URL (`http://HOST:PORT` or `https://HOST[:PORT]`, optionally with a path
+    /// prefix; the port defaults to 80 or 443).
     pub base_url: String,
     /// Concurrent workers: at most this many requests in flight.
     pub workers: usize,
@@ -70,6 +72,9 @@ pub struct StressConfig {
     /// The names read from the server's `GET /metrics` during runs (vLLM's by default);
     /// `None` reads nothing.
     pub server_metrics: Option<ServerMetricNames>,
+    /// PEM bundle of CA certificates trusted for `https://`, on top of Mozilla's roots (for a
+    /// private CA or a self-signed server). Read when the harness is built.
+    pub ca_file: Option<PathBuf>,
 }
 
 impl Default for StressConfig {
@@ -100,13 +105,14 @@ impl StressConfig {
             slo: Slo::default(),
             stall_gap: DEFAULT_STALL_GAP,
             server_metrics: Some(ServerMetricNames::default()),
+            ca_file: None,
         }
     }
 
     /// Reads the target's settings ([`TargetSettings`](crate::target::TargetSettings): the
     /// file of `SEMANTIC_TARGET_FILE`, `SEMANTIC_BASE_URL`, `SEMANTIC_MODEL`,
     /// `SEMANTIC_API_KEY`, `SEMANTIC_AUTH`, `SEMANTIC_HEADERS`, `SEMANTIC_STRESS_TIMEOUT`,
-    /// `SEMANTIC_CONNECT_TIMEOUT`), the sizes ([`Overrides`](crate::Overrides):
+    /// `SEMANTIC_CONNECT_TIMEOUT`, `SEMANTIC_CA_FILE`), the sizes ([`Overrides`](crate::Overrides):
     /// `SEMANTIC_STRESS_TEST_WORKERS`, `…_RATE_LIMIT`, `…_DURATION`) and
     /// `SEMANTIC_GRACEFUL_STATUSES` (comma list), `SEMANTIC_STREAM` (`true`/`false`) and the
     /// objectives `SEMANTIC_SLO_TTFT_MS`, `SEMANTIC_SLO_TPOT_MS`, `SEMANTIC_SLO_MAX_ITL_MS`,
@@ -257,6 +263,14 @@ impl StressConfig {
     /// An empty collector judging goodput against these settings' objectives.
     pub fn collector(&self) -> MetricsCollector {
         MetricsCollector::with_slo(self.slo, self.stall_gap)
+    }
+
+    /// Trusts the CA certificates of the PEM file at `path` for `https://`, on top of
+    /// Mozilla's roots.
+    #[must_use]
+    pub fn ca_file(mut self, path: impl Into<PathBuf>) -> Self {
+        self.ca_file = Some(path.into());
+        self
     }
 
     /// Sets the seed of random choices.

@@ -122,6 +122,7 @@ impl StressHarness {
             graceful_statuses: config.graceful_statuses.clone(),
             text_limit: config.text_limit,
             stall_gap: config.stall_gap,
+            ca_file: config.ca_file.clone(),
         })?;
         Ok(Self { config, client })
     }

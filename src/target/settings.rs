@@ -121,6 +121,7 @@ impl Thresholds {
 /// | `SEMANTIC_HEADERS` | `[headers]` | extra headers, `Name: value` separated by `;` or newlines |
 /// | `SEMANTIC_STRESS_TIMEOUT` | `timeout_s` | request timeout, seconds (default 30) |
 /// | `SEMANTIC_CONNECT_TIMEOUT` | `connect_timeout_s` | connect timeout, seconds (default 5) |
+/// | `SEMANTIC_CA_FILE` | `ca_file` | PEM bundle of CA certificates trusted for `https://`, on top of Mozilla's roots |
 /// | `SEMANTIC_PROFILE` | `profile` | server profile: a built-in name, a TOML file, or `auto` |
 /// | `SEMANTIC_SERVER_PID` | `server_pid` | server process, for memory sampling |
 /// | `SEMANTIC_ADMIN_KEY` | `admin_key` | admin key for the profile's cache reset |
@@ -162,6 +163,9 @@ pub struct TargetSettings {
     pub timeout_s: Option<f64>,
     /// Connect timeout, seconds.
     pub connect_timeout_s: Option<f64>,
+    /// PEM bundle of extra CA certificates trusted for `https://` (a relative path is taken
+    /// from the working directory).
+    pub ca_file: Option<PathBuf>,
     /// Server profile: a built-in name, a path to a profile TOML file, or `auto`.
     pub profile: Option<String>,
     /// The server's process id.
@@ -222,6 +226,9 @@ impl TargetSettings {
         }
         if let Some(v) = get("SEMANTIC_CONNECT_TIMEOUT") {
             s.connect_timeout_s = Some(seconds(&v, "SEMANTIC_CONNECT_TIMEOUT")?);
+        }
+        if let Some(v) = get("SEMANTIC_CA_FILE") {
+            s.ca_file = Some(PathBuf::from(v.trim()));
         }
         if let Some(v) = get("SEMANTIC_PROFILE") {
             s.profile = Some(v.trim().to_owned());
@@ -346,6 +353,9 @@ impl TargetSettings {
         if let Some(s) = self.connect_timeout_s {
             config.connect_timeout = Duration::from_secs_f64(s);
         }
+        if let Some(path) = &self.ca_file {
+            config.ca_file = Some(path.clone());
+        }
         Ok(config)
     }
 }
@@ -393,9 +403,11 @@ mod tests {
             ("SEMANTIC_AUTH", "bearer".to_owned()),
             ("SEMANTIC_API_KEY", "k".to_owned()),
             ("SEMANTIC_HEADERS", "X-Extra: 1; X-Team: b".to_owned()),
+            ("SEMANTIC_CA_FILE", "/etc/ca/private.pem".to_owned()),
         ]))
         .unwrap();
         let c = s.apply(StressConfig::default()).unwrap();
+        assert_eq!(c.ca_file.as_deref(), Some(Path::new("/etc/ca/private.pem")));
         assert_eq!(c.base_url, "http://127.0.0.1:1");
         assert_eq!(c.model, "from-env");
         assert_eq!(c.timeout, Duration::from_secs(90));
@@ -443,6 +455,16 @@ mod tests {
             .unwrap_err()
             .to_string();
         assert!(err.contains("modle"), "an unknown key is named: {err}");
+    }
+
+    #[test]
+    fn the_ca_file_is_read_from_the_file_too() {
+        let s =
+            TargetSettings::from_toml("base_url = \"https://llm.example\"\nca_file = \"ca.pem\"\n")
+                .unwrap();
+        let c = s.apply(StressConfig::default()).unwrap();
+        assert_eq!(c.ca_file.as_deref(), Some(Path::new("ca.pem")));
+        assert_eq!(c.base_url, "https://llm.example");
     }
 
     #[test]
