@@ -44,6 +44,8 @@ pub(crate) struct ClientConfig {
     pub(crate) headers: Vec<(HeaderName, HeaderValue)>,
     pub(crate) graceful_statuses: Vec<u16>,
     pub(crate) text_limit: usize,
+    /// A gap between two content deltas longer than this is a stall.
+    pub(crate) stall_gap: Duration,
     /// PEM bundle of extra trusted CA certificates for `https://`.
     pub(crate) ca_file: Option<PathBuf>,
 }
@@ -282,15 +284,15 @@ impl Client {
                 Expect::Message {
                     stream: true,
                     max_tokens,
-                } if is_sse => body::read_stream(body, record, text_limit, max_tokens).await,
+                } if is_sse => {
+                    let stall = self.shared.config.stall_gap;
+                    body::read_stream(body, record, text_limit, max_tokens, stall).await
+                }
                 Expect::Message { max_tokens, .. } => {
                     body::read_message(body, record, text_limit, max_tokens).await
                 }
-                Expect::Any if text_limit == 0 => body::drain_body(body).await.map(|()| {
-                    record.first_token_at = Some(Instant::now());
-                }),
+                Expect::Any if text_limit == 0 => body::drain_body(body).await,
                 Expect::Any => body::read_body(body).await.map(|bytes| {
-                    record.first_token_at = Some(Instant::now());
                     record.text = Some(classify::truncated(&bytes, text_limit));
                 }),
             };

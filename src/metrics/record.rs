@@ -4,6 +4,8 @@ use std::time::{Duration, Instant};
 
 use serde::{Deserialize, Serialize};
 
+use super::connection::ConnectionUse;
+use super::tokens::TokenTiming;
 use crate::anthropic::Usage;
 
 /// What became of one request.
@@ -82,8 +84,9 @@ pub struct RequestResult {
     pub started_at: Instant,
     /// When the response head arrived, if it did.
     pub first_byte_at: Option<Instant>,
-    /// When the first token arrived: the first `content_block_delta` of a stream, or the
-    /// whole body of a non-streamed reply.
+    /// When the first token arrived: the first `content_block_delta` carrying text of a
+    /// stream. `None` for a reply that did not stream: its body arrives whole, and its arrival
+    /// is not a first token.
     pub first_token_at: Option<Instant>,
     /// When the request ended, whatever the ending.
     pub finished_at: Instant,
@@ -109,118 +112,11 @@ pub struct RequestResult {
     pub text: Option<String>,
     /// Number of stream chunks (`content_block_delta` events) received.
     pub chunks: u32,
+    /// Arrival times of the stream's content deltas, folded in bounded memory.
+    pub tokens: TokenTiming,
     /// The connection the request went on and what reached it, for requests sent on a
     /// worker's own connection; `None` through the shared pool.
     pub connection: Option<ConnectionUse>,
-}
-
-/// How one request used its connection: new or reused, and how much of the request and the
-/// response crossed it. Says which side lost a request that got no response.
-#[derive(Debug, Clone, Default, PartialEq, Eq)]
-pub struct ConnectionUse {
-    /// Whether the connection had carried earlier requests.
-    pub reused: bool,
-    /// How long the connection had been idle before this request (zero when new).
-    pub idle_before: Duration,
-    /// How many requests the connection had carried before this one.
-    pub requests_before: u32,
-    /// Whether the connection was established (TCP, TLS, HTTP/1 handshake).
-    pub connected: bool,
-    /// Request bytes handed to the operating system (head and body; TLS records over https).
-    pub request_bytes: u64,
-    /// Whether the request was written whole.
-    pub request_written: bool,
-    /// Response bytes received while this request was in flight.
-    pub response_bytes: u64,
-    /// When the request first went on a reused connection that closed before a byte of it
-    /// was written, and was then sent once more on a new connection: why the first try
-    /// failed.
-    pub moved_from_reused: Option<String>,
-}
-
-/// How much of a request reached the server's side of the connection.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Delivery {
-    /// Not a byte: the server never had it.
-    Never,
-    /// Part of it (the server stopped reading, or the connection broke mid-request).
-    Partly,
-    /// All of it: the server had it.
-    Whole,
-}
-
-impl ConnectionUse {
-    /// How much of the request was written.
-    pub fn delivery(&self) -> Delivery {
-        if self.request_written {
-            Delivery::Whole
-        } else if self.request_bytes > 0 {
-            Delivery::Partly
-        } else {
-            Delivery::Never
-        }
-    }
-
-    /// The connection in words: `a new connection`, or `a connection reused after 4.1 s idle
-    /// (its 7th request)`.
-    pub fn describe_connection(&self) -> String {
-        if !self.reused {
-            return "a new connection".to_owned();
-        }
-        let nth = self.requests_before.saturating_add(1);
-        format!(
-            "a connection reused after {:.1} s idle (its {nth}{} request)",
-            self.idle_before.as_secs_f64(),
-            ordinal_suffix(nth)
-        )
-    }
-
-    /// Which side lost a request that got no (complete) response, in words; `closed` when
-    /// the connection closed (or was reset) rather than staying silent.
-    pub fn verdict(&self, closed: bool) -> String {
-        let conn = self.describe_connection();
-        let received = match self.response_bytes {
-            0 => "no response byte".to_owned(),
-            n => format!("{n} response bytes"),
-        };
-        match self.delivery() {
-            Delivery::Whole if closed && self.response_bytes == 0 && self.reused => format!(
-                "a request written whole on {conn}, {received}: the server had it and closed \
-                 the connection without answering (a keep-alive close crossing the request \
-                 looks like this: such a server drops the request unread)"
-            ),
-            Delivery::Whole if closed && self.response_bytes == 0 => format!(
-                "a request written whole on {conn}, {received}: the server had it and closed \
-                 the connection without answering"
-            ),
-            Delivery::Whole => {
-                format!("a request written whole on {conn}, {received}: the server had it")
-            }
-            Delivery::Partly => format!(
-                "a request written only in part ({} bytes) on {conn}, {received}: the server \
-                 had part of it",
-                self.request_bytes
-            ),
-            Delivery::Never if !self.connected => {
-                "no connection was established, the request was never written: the server \
-                 never had it"
-                    .to_owned()
-            }
-            Delivery::Never => {
-                format!("a request never written on {conn}, {received}: the server never had it")
-            }
-        }
-    }
-}
-
-fn ordinal_suffix(n: u32) -> &'static str {
-    match (n % 10, n % 100) {
-        (_, 11..=13) => "th",
-        (1, _) => "st",
-        (2, _) => "nd",
-        (3, _) => "rd",
-        _ => "th",
-    }
 }
 
 impl RequestResult {
@@ -244,6 +140,7 @@ impl RequestResult {
             streamed: false,
             text: None,
             chunks: 0,
+            tokens: TokenTiming::default(),
             connection: None,
         }
     }
@@ -264,21 +161,35 @@ impl RequestResult {
         self.started_at.saturating_duration_since(self.scheduled_at)
     }
 
-    /// Time to first token, from the actual start.
+    /// Records the arrival at `at` of a content delta of a streamed reply: the first sets
+    /// [`first_token_at`](Self::first_token_at), later ones a gap in [`tokens`](Self::tokens);
+    /// a gap longer than `stall` counts as a stall.
+    ///
+    /// Time: O(1); memory stays bounded however long the stream.
+    pub fn delta_arrived(&mut self, at: Instant, stall: Duration) {
+        if self.tokens.arrived(at, stall) {
+            self.first_token_at = Some(at);
+        }
+    }
+
+    /// Time to first token from the actual start; `None` for a reply that did not stream.
     pub fn ttft(&self) -> Option<Duration> {
-        self.first_token_at
+        self.streamed_first_token()
             .map(|t| t.saturating_duration_since(self.started_at))
     }
 
-    /// Mean time per output token after the first (token-accurate, from `usage.output_tokens`,
-    /// not per chunk). `None` for a non-streamed reply, or without at least two output tokens
-    /// and a first token time.
-    pub fn inter_token_latency(&self) -> Option<Duration> {
-        // A non-streamed reply arrives whole: there is no time between its tokens to measure.
-        if !self.streamed {
-            return None;
-        }
-        let first = self.first_token_at?;
+    /// Time to first token from the **intended** start (coordinated omission corrected in paced
+    /// runs; equal to [`ttft`](Self::ttft) in a closed loop).
+    pub fn corrected_ttft(&self) -> Option<Duration> {
+        self.streamed_first_token()
+            .map(|t| t.saturating_duration_since(self.scheduled_at))
+    }
+
+    /// Time per output token after the first: `(end − first token) / (output_tokens − 1)`, with
+    /// `output_tokens` from the reply's usage (token-accurate whatever the number of deltas).
+    /// `None` for a reply that did not stream, or without at least two output tokens.
+    pub fn tpot(&self) -> Option<Duration> {
+        let first = self.streamed_first_token()?;
         let tokens = self.usage?.output_tokens;
         if tokens < 2 {
             return None;
@@ -286,6 +197,12 @@ impl RequestResult {
         let rest = self.finished_at.saturating_duration_since(first);
         // tokens >= 2, so the divisor is >= 1; u32 saturation only for absurd counts.
         Some(rest / u32::try_from(tokens - 1).unwrap_or(u32::MAX))
+    }
+
+    /// The first token's arrival, for a streamed reply only.
+    fn streamed_first_token(&self) -> Option<Instant> {
+        // A reply that did not stream arrives whole: there is no first token to time.
+        self.first_token_at.filter(|_| self.streamed)
     }
 
     /// Whether the reply reused any cached prompt tokens.
@@ -302,60 +219,5 @@ impl RequestResult {
     /// Whether this request counts toward the error rate.
     pub fn is_error(&self) -> bool {
         self.outcome.is_error()
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn a_connection_use_says_which_side_had_the_request() {
-        let mut u = ConnectionUse {
-            reused: true,
-            idle_before: Duration::from_millis(4_120),
-            requests_before: 6,
-            connected: true,
-            request_bytes: 900,
-            request_written: true,
-            ..ConnectionUse::default()
-        };
-        assert_eq!(
-            u.verdict(false),
-            "a request written whole on a connection reused after 4.1 s idle (its 7th \
-             request), no response byte: the server had it"
-        );
-        u.request_written = false;
-        assert_eq!(u.delivery(), Delivery::Partly);
-        assert!(u.verdict(false).ends_with("the server had part of it"));
-        u.request_bytes = 0;
-        assert_eq!(u.delivery(), Delivery::Never);
-        assert!(u.verdict(true).ends_with("the server never had it"));
-        let nths: Vec<String> = [0, 1, 2, 10, 11, 20, 22, 102, 110]
-            .iter()
-            .map(|&before| {
-                ConnectionUse {
-                    reused: true,
-                    requests_before: before,
-                    ..ConnectionUse::default()
-                }
-                .describe_connection()
-            })
-            .map(|d| d.rsplit("(its ").next().unwrap_or_default().to_owned())
-            .collect();
-        assert_eq!(
-            nths,
-            [
-                "1st request)",
-                "2nd request)",
-                "3rd request)",
-                "11th request)",
-                "12th request)",
-                "21st request)",
-                "23rd request)",
-                "103rd request)",
-                "111th request)"
-            ]
-        );
     }
 }
