@@ -84,7 +84,7 @@ pub use harness::{
     Agent, Arrivals, GeneratorStats, Load, Overrides, Pacing, RunResults, Slot, Stage, Stop,
     StreamedRun, StressConfig, StressHarness, Tally,
 };
-pub use harness::{DEFAULT_BASE_URL, DEFAULT_DURATION, DEFAULT_TIMEOUT};
+pub use harness::{DEFAULT_BASE_URL, DEFAULT_DURATION, DEFAULT_TIMEOUT, STAMP_HEADER};
 pub use harness::{Progress, ProgressFn, Sustained, SustainedLoadMetrics};
 pub use metrics::{
     ConnectionUse, Delivery, LoadMetrics, MemorySample, MetricsCollector, Outcome, RequestResult,

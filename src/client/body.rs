@@ -74,18 +74,39 @@ pub(crate) async fn read_message(
     Ok(())
 }
 
+/// How to read one event stream.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct StreamRead {
+    /// Text kept, in bytes (0: none).
+    pub(crate) text_limit: usize,
+    /// The request's `max_tokens` (0: a reply without output is fine).
+    pub(crate) max_tokens: u32,
+    /// A gap between deltas longer than this is a stall.
+    pub(crate) stall: Duration,
+    /// Self-test mode: measure each delta's arrival against the server's write stamp.
+    pub(crate) truth: bool,
+    /// Test-only delay injected after each frame is read, before its arrival is taken.
+    pub(crate) delay: Duration,
+}
+
 /// Reads a Messages event stream: chunks, usage, text (up to `text_limit` bytes) and the
 /// arrival of every text delta ([`RequestResult::delta_arrived`]; a gap over `stall` is a
 /// stall). A delta's arrival is when the network frame holding it was read: the events of one
 /// frame arrive together. What arrived before a failure stays in the record; a stream that
-/// ends without `message_stop`, or with an `error` event, is a failure.
+/// ends without `message_stop`, or with an `error` event, is a failure. In self-test mode each
+/// delta's arrival is also compared with the server's stamp ([`crate::metrics::TimingTruth`]).
 pub(crate) async fn read_stream(
     mut body: Incoming,
     record: &mut RequestResult,
-    text_limit: usize,
-    max_tokens: u32,
-    stall: Duration,
+    read: StreamRead,
 ) -> Result<(), Failure> {
+    let StreamRead {
+        text_limit,
+        max_tokens,
+        stall,
+        truth,
+        delay,
+    } = read;
     let mut parser = Parser::new(MAX_EVENT_BYTES);
     let mut acc = Accumulator::new(text_limit);
     let mut events: Vec<Event> = Vec::new();
@@ -98,6 +119,9 @@ pub(crate) async fn read_stream(
                 break;
             }
         };
+        if !delay.is_zero() {
+            tokio::time::sleep(delay).await;
+        }
         let arrived = Instant::now();
         let Some(data) = frame.data_ref() else {
             continue;
@@ -108,7 +132,16 @@ pub(crate) async fn read_stream(
         }
         for event in events.drain(..) {
             match acc.apply(&event) {
-                Ok(Step::Delta) => record.delta_arrived(arrived, stall),
+                Ok(Step::Delta) => {
+                    record.delta_arrived(arrived, stall);
+                    if truth {
+                        let since_start = arrived.saturating_duration_since(record.started_at);
+                        record
+                            .truth
+                            .get_or_insert_with(Box::default)
+                            .observe(since_start, event.stamp);
+                    }
+                }
                 Ok(Step::Stop | Step::Nothing) => {}
                 Err(e) => {
                     failure = Some(e.into());

@@ -48,6 +48,10 @@ pub(crate) struct ClientConfig {
     pub(crate) stall_gap: Duration,
     /// PEM bundle of extra trusted CA certificates for `https://`.
     pub(crate) ca_file: Option<PathBuf>,
+    /// Self-test mode: ask for the server's write stamps and measure against them.
+    pub(crate) timing_truth: bool,
+    /// Test-only delay added to the receive path of every stream frame (zero: none).
+    pub(crate) receive_delay: Duration,
 }
 
 /// A pooled HTTP/1.1 client that turns every request into one [`RequestResult`].
@@ -285,8 +289,15 @@ impl Client {
                     stream: true,
                     max_tokens,
                 } if is_sse => {
-                    let stall = self.shared.config.stall_gap;
-                    body::read_stream(body, record, text_limit, max_tokens, stall).await
+                    let c = &self.shared.config;
+                    let read = body::StreamRead {
+                        text_limit,
+                        max_tokens,
+                        stall: c.stall_gap,
+                        truth: c.timing_truth,
+                        delay: c.receive_delay,
+                    };
+                    body::read_stream(body, record, read).await
                 }
                 Expect::Message { max_tokens, .. } => {
                     body::read_message(body, record, text_limit, max_tokens).await
