@@ -82,7 +82,7 @@ pub use client::{Client, Expect, Request};
 pub use error::{Error, Result};
 pub use harness::{
     Agent, Arrivals, GeneratorStats, Load, Overrides, Pacing, RunResults, Slot, Stage, Stop,
-    StreamedRun, StressConfig, StressHarness, Tally,
+    StreamedRun, StressConfig, StressHarness, Tally, Trust,
 };
 pub use harness::{DEFAULT_BASE_URL, DEFAULT_DURATION, DEFAULT_TIMEOUT, STAMP_HEADER};
 pub use harness::{Progress, ProgressFn, Sustained, SustainedLoadMetrics};

@@ -18,8 +18,10 @@ mod engine;
 mod load;
 mod overrides;
 mod pacer;
+mod selfwatch;
 mod shards;
 mod sustained;
+mod trust;
 
 use std::collections::BTreeMap;
 use std::future::Future;
@@ -34,6 +36,7 @@ pub use engine::{GeneratorStats, Slot};
 pub use load::{Arrivals, Load, Pacing, Stage, Stop};
 pub use overrides::Overrides;
 pub use sustained::{Progress, ProgressFn, Sustained, SustainedLoadMetrics};
+pub use trust::Trust;
 
 use agent::{RunShared, Sink};
 
