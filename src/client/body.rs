@@ -135,11 +135,10 @@ pub(crate) async fn read_stream(
                 Ok(Step::Delta) => {
                     record.delta_arrived(arrived, stall);
                     if truth {
-                        let since_start = arrived.saturating_duration_since(record.started_at);
-                        record
-                            .truth
-                            .get_or_insert_with(Box::default)
-                            .observe(since_start, event.stamp);
+                        let started = record.started_at;
+                        let t = record.truth.get_or_insert_with(Box::default);
+                        let origin = t.sent_at.unwrap_or(started);
+                        t.observe(arrived.saturating_duration_since(origin), event.stamp);
                     }
                 }
                 Ok(Step::Stop | Step::Nothing) => {}

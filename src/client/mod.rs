@@ -233,6 +233,10 @@ impl Client {
             };
             let wire = checkout.wire.clone();
             let http_request = http_request.map(|body| Tracked::new(body, wire));
+            if shared.config.timing_truth {
+                // The connection is open: timing errors are measured from here.
+                record.truth.get_or_insert_with(Box::default).sent_at = Some(Instant::now());
+            }
             let response = match checkout.sender.send_request(http_request).await {
                 Ok(r) => r,
                 Err(e) => {

@@ -58,8 +58,9 @@ pub struct GeneratorStats {
     /// Largest timer lag, in milliseconds.
     pub timer_lag_max_ms: f64,
     /// Whether the generator fell behind its own schedule: timer lag p99 over 2 ms (or over 5%
-    /// of the mean gap between slots, if larger), or more than 1% of open-loop slots taken late
-    /// because the in-flight cap was reached. The numbers
+    /// of the mean gap between slots, if larger), more than 1% of open-loop slots taken late
+    /// because the in-flight cap was reached, or a ready task waiting over 2 ms at p99 to be
+    /// polled (`wake_lag_p99_ms`). The numbers
     /// then describe the generator (its timers or its worker count) as much as the server.
     pub saturated: bool,
     /// Steps cancelled at the hard deadline.
@@ -265,6 +266,10 @@ where
         (SATURATION_LAG.as_secs_f64() * 1000.0).max(SATURATION_LAG_SHARE_OF_GAP * mean_gap_ms);
     stats.saturated = stats.timer_lag_p99_ms > lag_bound_ms || late_share > SATURATION_LATE_SHARE;
     watch.finish(&mut stats).await;
+    // A closed loop has no timer to be late for: a slow event loop is its saturation.
+    stats.saturated |= stats
+        .wake_lag_p99_ms
+        .is_some_and(|l| l > SATURATION_LAG.as_secs_f64() * 1000.0);
     stats
 }
 

@@ -41,8 +41,11 @@ impl Trust {
         };
         let bound_ms = OWN_DELAY_BOUND.as_secs_f64() * 1e3;
         if g.saturated {
+            let wake = g
+                .wake_lag_p99_ms
+                .map_or(String::new(), |l| format!(", wake-up lag p99 {l:.2} ms"));
             return no(format!(
-                "generator saturated: timer lag p99 {:.2} ms, {} of {} slots late",
+                "generator saturated: timer lag p99 {:.2} ms{wake}, {} of {} slots late",
                 g.timer_lag_p99_ms, g.late_slots, g.slots
             ));
         }

@@ -4,7 +4,8 @@
 //! A server that writes stamps (the reference server when asked with `x-semantic-stamp: 1`)
 //! precedes each content delta with `: t=<µs>`, the moment it wrote the delta, measured from the
 //! request's arrival. For delta `i` the harness knows its own arrival `aᵢ`, measured from the
-//! request's actual start, and the server's write time `sᵢ`; the **per-delta error** is
+//! moment the request was handed to an open connection (its actual start through the shared
+//! pool), and the server's write time `sᵢ`; the **per-delta error** is
 //! `eᵢ = aᵢ − sᵢ`. Since the request starts before it arrives and a delta is written before it
 //! is read, `eᵢ ≥ 0` on one machine: it is the harness's added delay (plus the loopback
 //! transit of the request and of the delta).
@@ -16,7 +17,7 @@
 //! A delta read before its stamp (`eᵢ < 0`) cannot happen with one clock: it is counted as
 //! `early` and recorded as 0, so that a stamping bug shows instead of hiding.
 
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use serde::{Deserialize, Serialize};
 
@@ -43,6 +44,11 @@ pub struct TimingTruth {
     pub max_error: Duration,
     /// Largest ITL error `|eᵢ − eᵢ₋₁|`.
     pub max_itl_error: Duration,
+    /// When the request was handed to an open connection (after any connect): the origin of
+    /// the harness's arrival times, so that a TCP connect — client-perceived TTFT, but no
+    /// timing error — is left out. `None` through the shared pool, whose connects are not
+    /// seen: the request's actual start is the origin then.
+    pub sent_at: Option<Instant>,
     /// The previous stamped delta's error, signed µs.
     last_error_us: Option<i64>,
     /// Every per-delta error.
@@ -241,7 +247,6 @@ impl TruthCollector {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use std::time::Instant;
 
     fn ms(v: u64) -> Duration {
         Duration::from_millis(v)
