@@ -138,7 +138,7 @@ mod tests {
             },
             GeneratorStats {
                 cpu_share: Some(0.99),
-                ..ok.clone()
+                ..ok
             },
         ] {
             let t = Trust::judge(Some(&bad), None);
