@@ -66,8 +66,8 @@ pub struct GeneratorStats {
     /// Steps cancelled at the hard deadline.
     pub cancelled_workers: u64,
     /// Share of the runtime workers' time spent running tasks over the run, 0–1 (the
-    /// event loop's busy share; see the `selfwatch` figures in
-    /// [`GeneratorStats::trust`]).
+    /// event loop's busy share, one of the figures [`Trust::judge`](crate::Trust::judge)
+    /// weighs).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub busy_share: Option<f64>,
     /// How long a task that yielded waited to be polled again, p99, in milliseconds: the delay

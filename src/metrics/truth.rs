@@ -109,7 +109,11 @@ fn micros(d: Duration) -> i64 {
     i64::try_from(d.as_micros()).unwrap_or(i64::MAX)
 }
 
-/// The harness's timing error over a run's stamped requests (see the [module docs](self)).
+/// The harness's timing error over a run's stamped requests. Per delta, the error is the
+/// harness's arrival (since the request was handed to an open connection) minus the server's
+/// write stamp (since the request arrived); the TTFT error is the first delta's; the ITL error
+/// is the difference of consecutive errors, absolute. A delta read before its stamp is counted
+/// in `early_deltas` (it cannot happen with one clock).
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct TimingErrors {
     /// Requests with at least one stamped delta.
