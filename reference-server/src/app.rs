@@ -16,7 +16,7 @@ use tokio_util::sync::CancellationToken;
 
 use super::agents::{CachePolicy, Caches};
 use super::config::ServerConfig;
-use super::engine::{Engine, EngineSettings};
+use super::engine::Engine;
 use super::metrics::HttpMetrics;
 use super::ratelimit::RateLimiter;
 use super::response::{ApiError, Body};
@@ -87,21 +87,15 @@ impl App {
         let geometry = config.geometry();
         // The ratio is in (0, 1], so the product is within the pool and non-negative.
         let admit_limit =
-            (geometry.total_blocks as f64 * config.admit_max_utilization).floor() as u64;
+            (geometry.total_blocks as f64 * config.pool.admit_max_utilization).floor() as u64;
         let policy = CachePolicy {
             geometry,
             admit_limit,
-            max_hot_agents: config.max_hot_agents,
+            max_hot_agents: config.pool.max_hot_agents,
             no_cache: config.faults.no_cache,
             no_recovery: config.faults.no_recovery,
         };
-        let engine = Engine::new(EngineSettings {
-            prefill_tokens_per_sec: config.prefill_tokens_per_sec,
-            decode_tokens_per_sec: config.decode_tokens_per_sec,
-            max_batch_size: config.max_batch_size,
-            max_queue: config.max_queue,
-            tick: config.engine_tick,
-        });
+        let engine = Engine::new(config.engine);
         let engine_stop = CancellationToken::new();
         if !config.is_instant() {
             let runtime =
@@ -111,7 +105,10 @@ impl App {
                 })?;
             runtime.spawn(engine.clone().run(engine_stop.clone()));
         }
-        let limiter = RateLimiter::new(config.global_rate_limit, config.agent_rate_limit);
+        let limiter = RateLimiter::new(
+            config.admission.global_rate_limit,
+            config.admission.agent_rate_limit,
+        );
         Ok(Self {
             inner: Arc::new(Inner {
                 caches: Mutex::new(Caches::new(policy)),
@@ -236,7 +233,7 @@ impl App {
     }
 
     fn authenticate<B>(&self, req: &Request<B>) -> Result<(), ApiError> {
-        let keys = &self.inner.config.api_keys;
+        let keys = &self.inner.config.http.api_keys;
         if keys.is_empty() {
             return Ok(());
         }

@@ -15,6 +15,8 @@ use std::time::{Duration, Instant};
 use tokio::sync::{Notify, watch};
 use tokio_util::sync::CancellationToken;
 
+use super::config::EngineSettings;
+
 /// One generation to run.
 #[derive(Debug, Clone, Copy)]
 pub(crate) struct Job {
@@ -45,16 +47,6 @@ struct Seq {
 struct Batches {
     active: Vec<Seq>,
     waiting: VecDeque<Seq>,
-}
-
-/// Settings of the engine.
-#[derive(Debug, Clone, Copy)]
-pub(crate) struct EngineSettings {
-    pub(crate) prefill_tokens_per_sec: f64,
-    pub(crate) decode_tokens_per_sec: f64,
-    pub(crate) max_batch_size: usize,
-    pub(crate) max_queue: usize,
-    pub(crate) tick: Duration,
 }
 
 /// Handle to the batch engine (cheap to clone).
@@ -204,6 +196,7 @@ mod tests {
             max_batch_size: batch,
             max_queue: queue,
             tick: Duration::from_millis(2),
+            seed: 0,
         }
     }
 

@@ -105,12 +105,12 @@ where
                 return Err(ApiError::internal("internal error: block pool exhausted"));
             }
             return Err(ApiError::overloaded(
-                config.reject_status,
+                config.admission.reject_status,
                 format!(
                     "block pool exhausted: the request needs {need} blocks, {used} of {} are in use and admission stops at {limit}, even after evicting idle agents; retry later",
                     config.geometry().total_blocks
                 ),
-                config.retry_after,
+                config.admission.retry_after,
             ));
         }
     };
@@ -121,7 +121,12 @@ where
         None
     }
     .unwrap_or_else(|| (hash_tokens(&prompt.tokens), prompt.last_canary.clone()));
-    let reply = generate::reply(context, config.seed, canary.as_deref(), parsed.max_tokens);
+    let reply = generate::reply(
+        context,
+        config.engine.seed,
+        canary.as_deref(),
+        parsed.max_tokens,
+    );
     let reused = held.reused();
     // Token counts (at most a body's length, and output at most 65536) fit every integer type
     // used here, so these casts are lossless.
@@ -143,9 +148,9 @@ where
             Err(full) => {
                 held.release();
                 return Err(ApiError::overloaded(
-                    config.reject_status,
+                    config.admission.reject_status,
                     format!("engine queue full ({} waiting); retry later", full.waiting),
-                    config.retry_after,
+                    config.admission.retry_after,
                 ));
             }
         }
@@ -199,7 +204,7 @@ async fn late_reject(
     let guard = InFlight::new(app);
     let reply = generate::reply(
         hash_tokens(&prompt.tokens),
-        config.seed,
+        config.engine.seed,
         None,
         parsed.max_tokens,
     );
@@ -236,9 +241,9 @@ async fn late_reject(
     }
     drop(guard);
     let error = ApiError::overloaded(
-        config.reject_status,
+        config.admission.reject_status,
         "block pool exhausted after generation",
-        config.retry_after,
+        config.admission.retry_after,
     );
     app.inner
         .counters
@@ -299,7 +304,7 @@ where
     B: hyper::body::Body<Data = Bytes> + Send + 'static,
     B::Error: Into<Box<dyn StdError + Send + Sync>>,
 {
-    let limit = app.config().max_body_bytes;
+    let limit = app.config().http.max_body_bytes;
     let declared = parts
         .headers
         .get(CONTENT_LENGTH)

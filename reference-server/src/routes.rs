@@ -81,7 +81,7 @@ fn ready(app: &App) -> Response<Body> {
     let pinned = super::pool::ratio(p.used_blocks - p.evictable_blocks, p.total_blocks);
     let reason = if app.is_draining() {
         Some("shutting_down")
-    } else if pinned > app.config().ready_max_utilization {
+    } else if pinned > app.config().pool.ready_max_utilization {
         Some("pool_near_exhaustion")
     } else {
         None
@@ -99,7 +99,7 @@ fn ready(app: &App) -> Response<Body> {
                 "pinned_utilization": pinned * 100.0}),
     );
     if !app.config().faults.no_retry_after {
-        let secs = retry_after_secs(app.config().retry_after);
+        let secs = retry_after_secs(app.config().admission.retry_after);
         resp.headers_mut()
             .insert(RETRY_AFTER, HeaderValue::from(secs));
     }
@@ -121,8 +121,8 @@ fn models(app: &App) -> Response<Body> {
                     "head_dim": c.model.head_dim, "dtype": c.model.dtype,
                     "tokens_per_block": g.tokens_per_block,
                     "bytes_per_block_layer": g.bytes_per_block_layer,
-                    "cache_budget_mb": c.cache_budget_mb, "total_blocks": g.total_blocks,
-                    "max_batch_size": c.max_batch_size,
+                    "cache_budget_mb": c.pool.cache_budget_mb, "total_blocks": g.total_blocks,
+                    "max_batch_size": c.engine.max_batch_size,
                 },
             }],
             "has_more": false, "first_id": id, "last_id": id,
@@ -175,7 +175,7 @@ pub(crate) fn delete_agent(app: &App, id: &str) -> Result<Response<Body>, ApiErr
 
 /// `DELETE /admin/caches`: drops every agent's cache (needs `X-Admin-Key`).
 pub(crate) fn clear_caches<B>(app: &App, req: &Request<B>) -> Result<Response<Body>, ApiError> {
-    let Some(key) = app.config().admin_key.as_deref() else {
+    let Some(key) = app.config().http.admin_key.as_deref() else {
         return Err(ApiError::forbidden(
             "admin routes are disabled: SEMANTIC_ADMIN_KEY is not set",
         ));
