@@ -26,7 +26,7 @@ pub struct ServerArgs {
     /// Port to listen on (0 picks a free port) [default: 8000].
     #[arg(long, env = "SEMANTIC_PORT")]
     pub port: Option<u16>,
-    /// Defaults to start from: small (fast, 256 blocks), realistic (seconds per request,
+    /// Defaults to start from: small (fast, 768 blocks), realistic (seconds per request,
     /// large model, 8 GB) or instant (zero simulated compute, 1 GB).
     #[arg(long, env = "SEMANTIC_PROFILE", default_value = "small")]
     pub profile: Option<Profile>,
@@ -294,7 +294,7 @@ mod tests {
     fn defaults_are_the_small_server_on_8000() {
         let c = parse(&[]).unwrap();
         assert_eq!(c.bind_addr().port(), DEFAULT_PORT);
-        assert_eq!(c.geometry().total_blocks, 256);
+        assert_eq!(c.geometry().total_blocks, 768);
         assert!(parse(&["--instant"]).unwrap().is_instant());
     }
 

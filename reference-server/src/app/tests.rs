@@ -227,7 +227,7 @@ async fn auth_exempts_health_and_request_ids_are_echoed() {
     assert_eq!(resp.status(), StatusCode::OK);
     assert_eq!(resp.headers()["x-request-id"], "abc-123");
     let v: Value = serde_json::from_slice(&body).unwrap();
-    assert_eq!(v["data"][0]["cache"]["total_blocks"], 256);
+    assert_eq!(v["data"][0]["cache"]["total_blocks"], 768);
     let (resp, _) = send(&app, request(Method::GET, "/health/live", "")).await;
     assert_eq!(resp.status(), StatusCode::OK);
     assert!(
@@ -240,7 +240,9 @@ async fn auth_exempts_health_and_request_ids_are_echoed() {
 
 #[tokio::test]
 async fn exhaustion_is_refused_at_once_with_retry_after_and_recovers() {
-    let app = app(ServerConfig::default().engine(|e| e.decode_tokens_per_sec = 200.0));
+    let app = app(ServerConfig::default()
+        .pool(|p| p.cache_budget_mb = 32)
+        .engine(|e| e.decode_tokens_per_sec = 200.0));
     let mut tasks = Vec::new();
     for i in 0..80 {
         let app = app.clone();

@@ -80,7 +80,7 @@ impl ModelSpec {
 /// Canned sets of defaults.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 pub enum Profile {
-    /// Small and fast (the default): 256 blocks, ~2000 tokens/s decode per sequence.
+    /// Small and fast (the default): 768 blocks, ~2000 tokens/s decode per sequence.
     #[default]
     Small,
     /// Seconds per request like the original on a laptop: the large model, a 8 GB budget,
