@@ -193,7 +193,7 @@ async fn serves_json_and_streams_with_prefix_reuse() -> Result<()> {
     let a = server.addr;
     let health = http(a, "GET", "/health", &[], "").await?;
     assert_eq!(health.status, 200);
-    assert_eq!(health.json()?["pool"]["total_blocks"], 256);
+    assert_eq!(health.json()?["pool"]["total_blocks"], 768);
 
     let first = http(
         a,
