@@ -95,7 +95,7 @@ impl App {
             no_cache: config.faults.no_cache,
             no_recovery: config.faults.no_recovery,
         };
-        let engine = Engine::new(config.engine);
+        let engine = Engine::new(config.engine, None);
         let engine_stop = CancellationToken::new();
         if !config.is_instant() {
             let runtime =

@@ -154,7 +154,7 @@ impl ServerArgs {
             c.pool.admit_max_utilization => self.admit_max_utilization,
             c.pool.ready_max_utilization => self.ready_max_utilization,
             c.engine.max_batch_size => self.max_batch_size,
-            c.engine.max_queue => self.max_queue,
+            c.engine.max_queue => self.max_queue.map(Some),
             c.engine.prefill_tokens_per_sec => self.prefill_tokens_per_sec,
             c.engine.decode_tokens_per_sec => self.decode_tokens_per_sec,
             c.engine.tick => self.engine_tick,

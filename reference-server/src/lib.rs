@@ -54,7 +54,7 @@ mod validate;
 pub use app::{App, Dropped};
 pub use cli::{DEFAULT_PORT, ServerArgs};
 pub use config::{
-    AdmissionSettings, EngineSettings, HttpSettings, KvDtype, ModelSpec, PoolGeometry,
+    AdmissionSettings, Batching, EngineSettings, HttpSettings, KvDtype, ModelSpec, PoolGeometry,
     PoolSettings, Profile, ServerConfig, TOKENS_PER_BLOCK,
 };
 pub use error::{Error, Result};

@@ -142,6 +142,7 @@ where
         let job = Job {
             prefill_tokens: prompt.tokens.len() - reused,
             output_tokens: reply.words.len() as u32,
+            context_tokens: prompt.tokens.len(),
         };
         match app.inner.engine.submit(job) {
             Ok(rx) => Some(rx),
@@ -211,6 +212,7 @@ async fn late_reject(
     let job = Job {
         prefill_tokens: prompt.tokens.len(),
         output_tokens: reply.words.len() as u32,
+        context_tokens: prompt.tokens.len(),
     };
     let progress = if config.is_instant() {
         None

@@ -34,14 +34,34 @@ pub struct PoolSettings {
     pub ready_max_utilization: f64,
 }
 
+/// How the engine admits waiting sequences into the running batch.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum Batching {
+    /// A free slot is filled at the next step (vLLM, llama.cpp slots, the semantic default).
+    #[default]
+    Continuous,
+    /// A new batch starts only when every sequence of the running one has finished
+    /// (agent-memory's scheduler).
+    Static,
+}
+
 /// The batch engine: how many sequences run together, how long the rest may wait, and how fast
 /// they go.
 #[derive(Debug, Clone, Copy, PartialEq)]
 pub struct EngineSettings {
     /// Sequences decoded together per engine step.
     pub max_batch_size: usize,
-    /// Admitted requests that may wait for a batch slot; beyond it, 429 `overloaded_error`.
-    pub max_queue: usize,
+    /// Admitted requests that may wait for a batch slot (beyond it, 429 `overloaded_error`);
+    /// `None`: unbounded.
+    pub max_queue: Option<usize>,
+    /// How waiting sequences join the running batch.
+    pub batching: Batching,
+    /// Per-sequence decode slows with the batch: `decode / (1 + batch_slowdown × (n − 1))`
+    /// tokens/s with `n` sequences running (0: independent of the batch).
+    pub batch_slowdown: f64,
+    /// Whether a request whose client went away stops running (else it runs to its end and
+    /// keeps its batch slot).
+    pub cancel_on_disconnect: bool,
     /// Prefill speed per sequence in tokens/s (0 = instant).
     pub prefill_tokens_per_sec: f64,
     /// Decode speed per sequence in tokens/s (0 = instant).
@@ -133,7 +153,10 @@ impl ServerConfig {
             },
             engine: EngineSettings {
                 max_batch_size: 16,
-                max_queue: 256,
+                max_queue: Some(256),
+                batching: Batching::Continuous,
+                batch_slowdown: 0.0,
+                cancel_on_disconnect: true,
                 prefill_tokens_per_sec: 50_000.0,
                 decode_tokens_per_sec: 2_000.0,
                 tick: Duration::from_millis(5),
@@ -177,7 +200,7 @@ impl ServerConfig {
                 })
                 .engine(|e| {
                     e.max_batch_size = 1024;
-                    e.max_queue = 4096;
+                    e.max_queue = Some(4096);
                 })
                 .instant(),
         }
@@ -294,6 +317,7 @@ impl ServerConfig {
         for (field, rate) in [
             ("prefill_tokens_per_sec", e.prefill_tokens_per_sec),
             ("decode_tokens_per_sec", e.decode_tokens_per_sec),
+            ("batch_slowdown", e.batch_slowdown),
         ] {
             if !rate.is_finite() || rate < 0.0 {
                 return bad(field, format!("{rate} is not a rate >= 0"));
