@@ -18,6 +18,7 @@ use super::agents::{CachePolicy, Caches};
 use super::config::ServerConfig;
 use super::engine::Engine;
 use super::metrics::HttpMetrics;
+use super::personality::{self, Personality};
 use super::ratelimit::RateLimiter;
 use super::response::{ApiError, Body};
 use super::stats::{AgentStats, Counters, PoolStats, Stats};
@@ -57,6 +58,8 @@ pub(crate) struct Inner {
     pub(crate) config: ServerConfig,
     caches: Mutex<Caches>,
     pub(crate) engine: Engine,
+    /// What the personality keeps beside the shared state.
+    pub(crate) persona: personality::State,
     pub(crate) limiter: Option<Mutex<RateLimiter>>,
     pub(crate) counters: Counters,
     pub(crate) http: HttpMetrics,
@@ -95,7 +98,7 @@ impl App {
             no_cache: config.faults.no_cache,
             no_recovery: config.faults.no_recovery,
         };
-        let engine = Engine::new(config.engine, None);
+        let engine = Engine::new(config.engine, personality::paged_kv(&config));
         let engine_stop = CancellationToken::new();
         if !config.is_instant() {
             let runtime =
@@ -113,6 +116,7 @@ impl App {
             inner: Arc::new(Inner {
                 caches: Mutex::new(Caches::new(policy)),
                 engine,
+                persona: personality::State::new(&config),
                 limiter: limiter.is_active().then(|| Mutex::new(limiter)),
                 counters: Counters::default(),
                 http: HttpMetrics::default(),
@@ -168,6 +172,9 @@ impl App {
         B: hyper::body::Body<Data = Bytes> + Send + 'static,
         B::Error: Into<Box<dyn StdError + Send + Sync>>,
     {
+        if self.inner.config.personality.kind != Personality::Semantic {
+            return personality::route(self, req).await;
+        }
         let path = req.uri().path().to_owned();
         let method = req.method().clone();
         let is_health = path == "/health" || path.starts_with("/health/");
@@ -314,7 +321,22 @@ impl App {
 
     /// A snapshot of every counter and gauge.
     pub fn stats(&self) -> Stats {
-        let figures = self.caches().figures();
+        let figures = match &self.inner.persona {
+            personality::State::AgentMemory(store) => {
+                let f = store.lock().unwrap_or_else(|e| e.into_inner()).figures();
+                super::agents::CacheFigures {
+                    total_blocks: f.total_blocks,
+                    used_blocks: f.used_blocks,
+                    peak_used_blocks: f.peak_used_blocks,
+                    cached_blocks: f.used_blocks - f.leaked_blocks,
+                    evictable_blocks: 0,
+                    agents: f.cached_agents,
+                    idle_cached_agents: f.cached_agents,
+                    evictions: 0,
+                }
+            }
+            _ => self.caches().figures(),
+        };
         let (running, queued) = self.inner.engine.load();
         Stats {
             running,

@@ -12,6 +12,7 @@ use clap::Parser;
 
 use super::config::{KvDtype, Profile, ServerConfig};
 use super::fault::Fault;
+use super::personality::Personality;
 use crate::Error;
 
 /// Port of the binary when none is given.
@@ -30,6 +31,16 @@ pub struct ServerArgs {
     /// large model, 8 GB) or instant (zero simulated compute, 1 GB).
     #[arg(long, env = "SEMANTIC_PROFILE", default_value = "small")]
     pub profile: Option<Profile>,
+    /// Whole behaviour set modelled on a real server family: semantic (the intended contract),
+    /// agent-memory (the original server), llama.cpp or vllm [default: semantic].
+    #[arg(long, env = "SEMANTIC_PERSONALITY")]
+    pub personality: Option<Personality>,
+    /// llama.cpp personality: replies begin with a `thinking` block.
+    #[arg(long, env = "SEMANTIC_THINKING")]
+    pub thinking: bool,
+    /// llama.cpp personality: serve /metrics (llama-server's --metrics).
+    #[arg(long, env = "SEMANTIC_LLAMACPP_METRICS")]
+    pub llamacpp_metrics: bool,
     /// Model name reported by /v1/models.
     #[arg(long, env = "SEMANTIC_MODEL_NAME")]
     pub model_name: Option<String>,
@@ -130,7 +141,10 @@ impl ServerArgs {
     /// # Errors
     /// [`Error::InvalidConfig`] naming the first bad setting.
     pub fn into_config(self) -> Result<ServerConfig, Error> {
-        let mut c = ServerConfig::profile(self.profile.unwrap_or_default());
+        let mut c = ServerConfig::profile(self.profile.unwrap_or_default())
+            .personality(self.personality.unwrap_or_default());
+        c.personality.thinking = self.thinking;
+        c.personality.metrics = self.llamacpp_metrics;
         /// `target = value` for every flag that was given.
         macro_rules! set {
             ($($target:expr => $value:expr),* $(,)?) => {

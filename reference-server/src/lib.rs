@@ -40,6 +40,7 @@ mod fault;
 mod generate;
 mod messages;
 mod metrics;
+mod personality;
 mod pool;
 mod ratelimit;
 mod response;
@@ -59,6 +60,7 @@ pub use config::{
 };
 pub use error::{Error, Result};
 pub use fault::{Fault, ParseFaultError};
+pub use personality::{Personality, PersonalitySettings};
 pub use response::Body;
 pub use serve::ReferenceServer;
 pub use stats::{AgentStats, PoolStats, Stats};

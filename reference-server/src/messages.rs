@@ -19,6 +19,7 @@ use super::agents::{Admission, Refusal};
 use super::app::{App, Failure};
 use super::engine::Job;
 use super::generate::{self, Reply};
+use super::personality::{self, Personality};
 use super::response::{ApiError, Body, json};
 use super::stats::{Ending, bump};
 use super::stream::{self, Finish, StreamPlan};
@@ -51,7 +52,13 @@ where
     if let Some(bytes) = faults.leak_bytes {
         app.leak(bytes);
     }
-    serve(app, req).await.map_err(|e| {
+    let served = match app.config().personality.kind {
+        Personality::Semantic => serve(app, req).await,
+        Personality::AgentMemory => personality::agent_memory::messages(app, req).await,
+        Personality::LlamaCpp => personality::llamacpp::messages(app, req).await,
+        Personality::Vllm => personality::vllm::messages(app, req).await,
+    };
+    served.map_err(|e| {
         let ending = match (e.kind, e.status.as_u16()) {
             ("rate_limit_error", _) => Ending::RateLimited,
             ("overloaded_error", _) => Ending::Rejected,
@@ -269,7 +276,7 @@ where
     ))
 }
 
-fn tokenize(parsed: &ParsedRequest) -> Prompt {
+pub(crate) fn tokenize(parsed: &ParsedRequest) -> Prompt {
     let mut prompt = Prompt::default();
     if let Some(system) = &parsed.system {
         prompt.push_segment(None, system);
@@ -287,7 +294,7 @@ fn check_rate(app: &App, agent: &str) -> Result<(), ApiError> {
     let checked = limiter
         .lock()
         .unwrap_or_else(|e| e.into_inner())
-        .check(agent, Instant::now());
+        .check(Some(agent), Instant::now());
     checked.map_err(|hit| {
         ApiError::rate_limited(
             format!(
@@ -301,7 +308,7 @@ fn check_rate(app: &App, agent: &str) -> Result<(), ApiError> {
 
 /// Reads the whole body, or answers 413 past the limit (draining the rest, within bounds, so
 /// the client reads the answer instead of a reset).
-async fn read_body<B>(app: &App, parts: &Parts, body: B) -> Result<Bytes, ApiError>
+pub(crate) async fn read_body<B>(app: &App, parts: &Parts, body: B) -> Result<Bytes, ApiError>
 where
     B: hyper::body::Body<Data = Bytes> + Send + 'static,
     B::Error: Into<Box<dyn StdError + Send + Sync>>,

@@ -5,7 +5,7 @@ use http::{Request, Response, StatusCode};
 use serde_json::json;
 
 use super::app::{App, Failure};
-use super::metrics::resident_memory_bytes;
+use super::metrics::{ServingFigures, resident_memory_bytes, serving_families};
 use super::response::{ApiError, Body, full, json, retry_after_secs};
 
 /// The route label (for metrics) of a GET path.
@@ -144,8 +144,31 @@ fn agent_stats(app: &App) -> Response<Body> {
     )
 }
 
+/// The semantic personality's `/metrics`: its own families, then the serving families vLLM
+/// exports under `semantic_` names (the pool's utilization as KV usage, reused prompt tokens
+/// as prefix-cache hits, prompt tokens as queries; it never preempts).
 fn metrics(app: &App) -> Response<Body> {
-    let text = app.inner.http.render(&app.stats(), resident_memory_bytes());
+    let s = app.stats();
+    let figures = ServingFigures {
+        running: s.running,
+        waiting: s.queued,
+        kv_usage: s.pool.utilization,
+        prefix_hits: s.cache_read_tokens,
+        prefix_queries: s.input_tokens,
+        preemptions: 0,
+    };
+    let mut text = app.inner.http.render(&s, resident_memory_bytes());
+    text.push_str(&serving_families("semantic_", "", &figures));
+    prometheus(text)
+}
+
+/// The request counters and pool gauges as Prometheus text, with the resident memory if
+/// given.
+pub(crate) fn metrics_text(app: &App, rss: Option<u64>) -> Response<Body> {
+    prometheus(app.inner.http.render(&app.stats(), rss))
+}
+
+fn prometheus(text: String) -> Response<Body> {
     let mut resp = Response::new(full(text));
     resp.headers_mut().insert(
         CONTENT_TYPE,

@@ -1,0 +1,1 @@
+//! Each modelled behaviour of each personality, answered in-process.
