@@ -274,7 +274,7 @@ mod tests {
         a.extend(1000..1020);
         let (id, _) = slots.assign(1, &a, 10).unwrap();
         slots.release(id, a.clone(), 10);
-        let mut b = prefix.clone();
+        let mut b = prefix;
         b.extend(2000..2020);
         let (id_b, n_b) = slots.assign(2, &b, 10).unwrap();
         assert_eq!(n_b, 300, "B reuses the identical prefix A left behind");

@@ -1,1 +1,0 @@
-//! Each modelled behaviour of each personality, answered in-process.
