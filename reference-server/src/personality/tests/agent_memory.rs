@@ -96,7 +96,7 @@ async fn idle_agents_hold_their_blocks_and_exhaustion_is_a_late_503_without_retr
     // 2 MB: 16 blocks of 4 layers; three short agents take 12 and keep them while idle.
     let app = am(|c| {
         c.pool(|p| p.cache_budget_mb = 2)
-            .engine(|e| e.decode_tokens_per_sec = 400.0)
+            .engine(|e| e.decode_tokens_per_sec = 100.0)
     });
     for i in 0..3 {
         let (resp, _) = send(&app, ask("short", 5, false, Some(&format!("idle{i}")))).await;
@@ -124,9 +124,10 @@ async fn idle_agents_hold_their_blocks_and_exhaustion_is_a_late_503_without_retr
         "{v}"
     );
     assert!(v.get("type").is_none(), "not the Anthropic envelope");
+    // Replies are at least 16 tokens: at least 160 ms of decode at 100 tokens/s.
     assert!(
-        took >= Duration::from_millis(80),
-        "after 40 tokens at 400/s: {took:?}"
+        took >= Duration::from_millis(150),
+        "after the generation: {took:?}"
     );
 }
 
