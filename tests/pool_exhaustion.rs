@@ -20,7 +20,7 @@ const BURST: usize = 150;
 /// Workers of the low-load phase: far from exhausting the pool.
 const LOW_WORKERS: usize = 4;
 /// Paced load far past what the pool can serve, requests per second (the reference server's
-/// small profile serves about 160 requests/s of 200 output tokens).
+/// small profile serves about 180 requests/s of these replies).
 const OVERLOAD_RATE: f64 = 400.0;
 /// Seed: the pool recovers within 30 s.
 const RECOVERY_MAX: Duration = Duration::from_secs(30);
