@@ -34,7 +34,7 @@
 //! let server = ReferenceServer::start(ServerConfig::default()).await?;
 //! let harness = StressHarness::new(StressConfig::new(server.base_url()).workers(150))?;
 //! let body = MessagesRequest::new("test-model", vec![Message::user("Hello")], 100);
-//! let results = harness.run_concurrent_requests(&Request::messages(&body), None).await;
+//! let results = harness.run_concurrent_requests(&Request::messages(&body), None).await?;
 //! assert_eq!(results.len(), 150, "one record per request");
 //!
 //! let metrics = MetricsCollector::analyze(&results);
@@ -43,7 +43,7 @@
 //!     checks::no_server_errors(&metrics),
 //!     checks::only_graceful_failures(&metrics),
 //! ] {
-//!     assert!(verdict.passed, "{verdict}");
+//!     assert!(verdict.passed(), "{verdict}");
 //! }
 //! server.shutdown().await;
 //! # Ok(())
@@ -67,13 +67,13 @@ pub mod checks;
 pub mod metrics;
 pub mod report;
 pub mod suite;
+pub mod target;
 pub mod workload;
 
 mod client;
 mod error;
 mod harness;
-mod memory;
-mod probe;
+mod sampling;
 
 pub use client::{Client, Expect, Request};
 pub use error::{Error, Result};
@@ -83,10 +83,11 @@ pub use harness::{
 };
 pub use harness::{DEFAULT_BASE_URL, DEFAULT_DURATION, DEFAULT_TIMEOUT};
 pub use harness::{Progress, ProgressFn, Sustained, SustainedLoadMetrics};
-pub use memory::{MemorySample, MemorySampler, process_rss_bytes, prometheus_rss_bytes};
-pub use metrics::{LoadMetrics, MetricsCollector, Outcome, RequestResult};
-pub use probe::{Probe, Probed, pool_utilization};
+pub use metrics::{LoadMetrics, MemorySample, MetricsCollector, Outcome, RequestResult};
 pub use report::Report;
+pub use sampling::{
+    MemorySampler, Probe, Probed, pool_utilization, process_rss_bytes, prometheus_rss_bytes,
+};
 
 // The README's Rust examples compile as doctests.
 #[cfg(doctest)]

@@ -1,11 +1,16 @@
 //! The suite's verdicts on each personality of the reference server: every fast seed scenario
 //! runs against a server started with `--personality NAME`, reached the way a user reaches an
-//! external server (`SEMANTIC_BASE_URL`: a plain target, no process id, not marked as the
-//! reference), and its verdicts must match the expected table below, which
+//! external server (`SEMANTIC_BASE_URL` and `SEMANTIC_MODEL`: a plain target, no process id,
+//! not marked as the reference), and its verdicts must match the expected table below, which
 //! `docs/personalities.md` reproduces with the sources of each modelled behaviour.
 //!
-//! A row says which checks must fail and why; every other check must pass, except those named
-//! as timing-sensitive on that row. The table records what the suite says today, including
+//! The target is declared as a user declares it: with the server family's own built-in profile
+//! (`SEMANTIC_PROFILE=NAME`), or, with `SEMANTIC_PERSONALITIES_UNDECLARED=1`, with none (the
+//! contract's profile, as `Target::new(StressConfig::new(url))` gives). The table has a column
+//! for each.
+//!
+//! A row lists the checks that do not pass (failed, inconclusive or not applicable) and why;
+//! every other check must pass. The table records what the suite says today, including
 //! verdicts that are wrong about the server (marked as such).
 //!
 //! One test per personality and scenario, `<personality>__<scenario>`, so that
@@ -18,8 +23,9 @@ mod common;
 use std::time::Duration;
 
 use common::{ReferenceProcess, reports_dir};
-use semantic_stress::checks::Check;
+use semantic_stress::checks::{Check, Status};
 use semantic_stress::suite::{self, Target};
+use semantic_stress::target::Profile;
 use semantic_stress::{Report, Stage, StressConfig};
 use serial_test::file_serial;
 
@@ -55,28 +61,55 @@ enum Scenario {
     Realistic,
 }
 
-/// One row of the expected verdict table.
+/// One row of the expected verdict table: the verdicts that do not pass, by check.
 struct Expected {
     personality: &'static str,
     scenario: Scenario,
-    /// Checks that must fail.
-    fails: &'static [Check],
-    /// Checks whose verdict depends on timing on a shared machine: either way is accepted.
-    either: &'static [Check],
+    /// With the server family's own profile.
+    declared: &'static [(Check, Status)],
+    /// With no profile declared (the contract's).
+    undeclared: &'static [(Check, Status)],
     /// Why (and whether the verdict is right about the server).
     why: &'static str,
+}
+
+/// Whether the targets are left undeclared (`SEMANTIC_PERSONALITIES_UNDECLARED=1`).
+fn undeclared() -> bool {
+    std::env::var("SEMANTIC_PERSONALITIES_UNDECLARED").is_ok_and(|v| v == "1")
 }
 
 use Check::*;
 use Scenario::*;
 
-/// The expected verdicts. A row with no failing check is a pass. "Wrong verdict" marks a row
-/// where the suite fails a server for something that is not a fault of the server.
+const FAIL: Status = Status::Fail;
+const INCONCLUSIVE: Status = Status::Inconclusive;
+const NA: Status = Status::NotApplicable;
+
+/// Every check of the graceful-rejection scenario on the pool, inconclusive: the server never
+/// rejected and gave no pool figures.
+const NEVER_EXHAUSTED: &[(Check, Status)] = &[
+    (NoEarlyRejections, INCONCLUSIVE),
+    (PoolReached, INCONCLUSIVE),
+    (RejectionsFast, INCONCLUSIVE),
+    (RejectionsSeen, INCONCLUSIVE),
+    (RejectionsWellFormed, INCONCLUSIVE),
+];
+/// The rejection checks, not applicable: the profile says the server queues instead.
+const QUEUES: &[(Check, Status)] = &[
+    (RejectionsFast, NA),
+    (RejectionsSeen, NA),
+    (RejectionsWellFormed, NA),
+];
+
+/// The expected verdicts: for each personality and scenario, the checks that do not pass with
+/// the server's own profile declared and with none. "Wrong verdict" marks a verdict that fails
+/// the server for something that is not a fault of the server.
 const TABLE: &[Expected] = &[
     // ---- semantic: the intended contract passes everything.
     row(
         "semantic",
         Burst,
+        &[],
         &[],
         "the burst fits the pool: all 150 served",
     ),
@@ -84,11 +117,13 @@ const TABLE: &[Expected] = &[
         "semantic",
         GracefulRejection,
         &[],
+        &[],
         "429 overloaded_error + Retry-After at once, past 95%",
     ),
     row(
         "semantic",
         NoCrash,
+        &[],
         &[],
         "no 5xx; /health/live answers during the load",
     ),
@@ -96,162 +131,192 @@ const TABLE: &[Expected] = &[
         "semantic",
         Recovery,
         &[],
+        &[],
         "in-flight blocks released, idle caches evicted",
     ),
-    row("semantic", RapidAgents, &[], ""),
+    row("semantic", RapidAgents, &[], &[], ""),
     row(
         "semantic",
         Isolation,
         &[],
+        &[],
         "prefix reuse strictly per agent",
     ),
-    row("semantic", Latency, &[], ""),
-    row("semantic", HitRate, &[], ""),
-    row("semantic", Realistic, &[], ""),
+    row("semantic", Latency, &[], &[], ""),
+    row("semantic", HitRate, &[], &[], ""),
+    row("semantic", Realistic, &[], &[], ""),
     // ---- agent-memory (the original server).
     row(
         "agent-memory",
         Burst,
         &[],
-        "queues (unbounded) rather than rejects; 150 identical prompts are one agent",
+        &[],
+        "queues without bound; 150 identical prompts are one agent",
     ),
     row(
         "agent-memory",
         GracefulRejection,
         &[
-            PoolReached,
-            NoEarlyRejections,
-            RejectionsSeen,
-            RejectionsWellFormed,
-            ErrorRate,
+            (ErrorRate, FAIL),
+            (PoolReached, INCONCLUSIVE),
+            (RejectionsSeen, FAIL),
+            (RejectionsWellFormed, FAIL),
         ],
-        "right: 400 requests/s trip the global 1000/min limiter, whose 429 has Retry-After but not the \
-         envelope (not graceful); pool figures are not on /health, so the pool checks cannot judge \
-         (identical prompts are one agent: the pool never runs out here)",
+        &[
+            (ErrorRate, FAIL),
+            (NoEarlyRejections, INCONCLUSIVE),
+            (PoolReached, INCONCLUSIVE),
+            (RejectionsSeen, FAIL),
+            (RejectionsWellFormed, FAIL),
+        ],
+        "right: 400 requests/s trip the global 1000/min limiter, whose 429 has Retry-After but not \
+         the envelope; identical prompts are one agent, so the pool never runs out here \
+         (undeclared: /health has no pool figures)",
     ),
     row(
         "agent-memory",
         NoCrash,
+        &[],
         &[],
         "the limiter's 429s are not 5xx; /health/live is exempt from it",
     ),
     row(
         "agent-memory",
         Recovery,
-        &[RejectionsSeen, PoolRecovery],
+        &[(PoolRecovery, FAIL), (RejectionsSeen, FAIL)],
+        &[(PoolRecovery, FAIL), (RejectionsSeen, FAIL)],
         "right: 200 new agents exhaust the pool; 503 {\"detail\"} without Retry-After, after the \
-         generation, is not graceful; idle agents' blocks are never freed, so it never recovers",
+         generation, is not graceful; idle agents' blocks are never freed: no recovery",
     ),
     row(
         "agent-memory",
         RapidAgents,
         &[],
+        &[],
         "slow batches of two, still under 2 s",
     ),
-    row("agent-memory", Isolation, &[], "one agent per X-Session-ID"),
-    row("agent-memory", Latency, &[], ""),
+    row(
+        "agent-memory",
+        Isolation,
+        &[],
+        &[],
+        "one agent per X-Session-ID",
+    ),
+    row("agent-memory", Latency, &[], &[], ""),
     row(
         "agent-memory",
         HitRate,
         &[],
-        "the hit flag reports the whole prompt as read on every follow-up",
+        &[],
+        "the hit flag reads every follow-up as a whole-prompt hit",
     ),
-    row("agent-memory", Realistic, &[], ""),
+    row("agent-memory", Realistic, &[], &[], ""),
     // ---- llama.cpp.
-    row("llama.cpp", Burst, &[], "four slots; the rest wait"),
+    row("llama.cpp", Burst, &[], &[], "four slots; the rest wait"),
     row(
         "llama.cpp",
         GracefulRejection,
-        &[
-            PoolReached,
-            NoEarlyRejections,
-            RejectionsSeen,
-            RejectionsFast,
-        ],
-        "right: queues without limit and never rejects; no pool figures on /health",
+        QUEUES,
+        NEVER_EXHAUSTED,
+        "right: queues without bound and never rejects (undeclared: no pool figures, so nothing \
+         to judge)",
     ),
     row(
         "llama.cpp",
         NoCrash,
-        &[HealthResponsive],
-        "wrong verdict: llama-server has no /health/live (404); its /health answers at once",
+        &[],
+        &[(HealthResponsive, FAIL)],
+        "undeclared, wrong verdict: llama-server has no /health/live (404); /health answers at once",
     ),
     row(
         "llama.cpp",
         Recovery,
-        &[RejectionsSeen],
-        "right: never rejects, so saturation proves nothing",
+        &[(PoolRecovery, NA)],
+        &[(RejectionsSeen, FAIL)],
+        "right: never rejects, so saturation proves nothing about recovery",
     ),
-    row("llama.cpp", RapidAgents, &[], ""),
+    row("llama.cpp", RapidAgents, &[], &[], ""),
     row(
         "llama.cpp",
         Isolation,
-        &[IsolationCrossAgentMisses],
-        "wrong verdict: another agent reuses the identical shared prefix left in a slot, which is \
-         safe (no canary crosses); the suite counts any reuse as a leak",
+        &[(IsolationCrossAgentMisses, NA)],
+        &[(IsolationCrossAgentMisses, FAIL)],
+        "undeclared, wrong verdict: another agent reuses the identical shared prefix left in a \
+         slot, which is safe (no canary crosses)",
     ),
-    row("llama.cpp", Latency, &[], ""),
+    row("llama.cpp", Latency, &[], &[], ""),
     row(
         "llama.cpp",
         HitRate,
         &[],
+        &[],
         "cache_read_input_tokens from the slot's prefix",
     ),
-    row("llama.cpp", Realistic, &[], ""),
+    row("llama.cpp", Realistic, &[], &[], ""),
     // ---- vLLM.
-    row("vllm", Burst, &[], "batches of 256"),
+    row("vllm", Burst, &[], &[], "batches of 256"),
     row(
         "vllm",
         GracefulRejection,
-        &[
-            PoolReached,
-            NoEarlyRejections,
-            RejectionsSeen,
-            RejectionsFast,
-        ],
-        "right: queues and preempts, never rejects; no pool figures on /health (empty body)",
+        QUEUES,
+        NEVER_EXHAUSTED,
+        "right: queues and preempts, never rejects (undeclared: /health is empty)",
     ),
     row(
         "vllm",
         NoCrash,
-        &[HealthResponsive],
-        "wrong verdict: vLLM has no /health/live (404); its /health answers at once",
+        &[],
+        &[(HealthResponsive, FAIL)],
+        "undeclared, wrong verdict: vLLM has no /health/live (404); /health answers at once",
     ),
-    row("vllm", Recovery, &[RejectionsSeen], "right: never rejects"),
-    row("vllm", RapidAgents, &[], ""),
+    row(
+        "vllm",
+        Recovery,
+        &[(PoolRecovery, NA)],
+        &[(RejectionsSeen, FAIL)],
+        "right: never rejects",
+    ),
+    row("vllm", RapidAgents, &[], &[], ""),
     row(
         "vllm",
         Isolation,
-        &[IsolationSameAgentHits],
-        "wrong verdict: usage has no cache fields, so reuse is invisible in replies (it shows in \
-         vllm:prefix_cache_hits_total)",
+        &[
+            (IsolationCrossAgentMisses, NA),
+            (IsolationSameAgentHits, NA),
+        ],
+        &[(IsolationSameAgentHits, FAIL)],
+        "undeclared, wrong verdict: usage has no cache fields, so reuse is invisible in replies",
     ),
-    row("vllm", Latency, &[], ""),
+    row("vllm", Latency, &[], &[], ""),
     row(
         "vllm",
         HitRate,
-        &[CacheHitRate],
-        "wrong verdict: the prefix cache hits, but usage has no cache fields",
+        &[(CacheHitRate, NA)],
+        &[(CacheHitRate, FAIL)],
+        "undeclared, wrong verdict: the prefix cache hits, but usage has no cache fields",
     ),
     row(
         "vllm",
         Realistic,
-        &[CacheHitRate],
-        "wrong verdict: as for the hit rate (long-context follow-ups)",
+        &[(CacheHitRate, FAIL)],
+        &[(CacheHitRate, FAIL)],
+        "wrong verdict, declared too: the long-context profile's hit rate is judged from usage, \
+         which has no cache fields (the hit-rate scenario says not applicable)",
     ),
 ];
 
 const fn row(
     personality: &'static str,
     scenario: Scenario,
-    fails: &'static [Check],
+    declared: &'static [(Check, Status)],
+    undeclared: &'static [(Check, Status)],
     why: &'static str,
 ) -> Expected {
     Expected {
         personality,
         scenario,
-        fails,
-        either: &[],
+        declared,
+        undeclared,
         why,
     }
 }
@@ -260,7 +325,11 @@ const fn row(
 async fn run(personality: &str, scenario: Scenario) -> Report {
     let process = ReferenceProcess::spawn(&["--personality", personality]);
     let config = StressConfig::new(process.base_url()).model(MODEL);
-    let target = Target::new(config);
+    let target = if undeclared() {
+        Target::new(config)
+    } else {
+        Target::new(config).profile(Profile::named(personality).expect("a built-in profile"))
+    };
     let name = format!(
         "personality_{}_{scenario:?}",
         personality.replace(['.', '-'], "_")
@@ -274,9 +343,13 @@ async fn run(personality: &str, scenario: Scenario) -> Report {
                 hold: Duration::from_secs(1),
             };
             let hold = Duration::from_secs(3);
-            suite::graceful_rejection(&target, &name, low, OVERLOAD_RATE, hold, 200).await
+            let rate = Some(OVERLOAD_RATE);
+            suite::graceful_rejection(&target, &name, low, rate, hold, 200).await
         }
-        NoCrash => suite::no_crash(&target, &name, OVERLOAD_RATE, Duration::from_secs(5)).await,
+        NoCrash => {
+            let hold = Duration::from_secs(5);
+            suite::no_crash(&target, &name, Some(OVERLOAD_RATE), hold).await
+        }
         Recovery => {
             let window = RECOVERY_MAX + Duration::from_secs(5);
             suite::recovery(&target, &name, window, RECOVERY_MAX).await
@@ -298,39 +371,47 @@ async fn check(personality: &str, scenario: Scenario) {
     let started = std::time::Instant::now();
     let report = run(personality, scenario).await;
     let took = started.elapsed();
-    let failed: Vec<Check> = report
+    let mut seen: Vec<(Check, Status)> = report
         .verdicts
         .iter()
-        .filter(|v| !v.passed)
-        .map(|v| v.check)
+        .filter(|v| v.status != Status::Pass)
+        .map(|v| (v.check, v.status))
         .collect();
-    let shown: Vec<String> = failed.iter().map(ToString::to_string).collect();
+    seen.sort_by_key(|(c, s)| (c.name(), s.label()));
+    seen.dedup();
+    let shown: Vec<String> = seen.iter().map(|(c, s)| format!("{c}:{s}")).collect();
     println!(
-        "VERDICT {personality} {scenario:?} ({:.1} s): {}",
+        "VERDICT {} {personality} {scenario:?} ({:.1} s): {}",
+        if undeclared() {
+            "undeclared"
+        } else {
+            "declared"
+        },
         took.as_secs_f64(),
-        if failed.is_empty() {
+        if seen.is_empty() {
             "pass".to_owned()
         } else {
-            format!("fail [{}]", shown.join(", "))
+            shown.join(", ")
         }
     );
-    for v in report.verdicts.iter().filter(|v| !v.passed) {
+    for v in report.verdicts.iter().filter(|v| !v.passed()) {
         println!("  {v}");
     }
     let row = TABLE
         .iter()
         .find(|r| r.personality == personality && r.scenario == scenario)
         .unwrap_or_else(|| panic!("no expected row for {personality} {scenario:?}"));
-    let missing: Vec<&Check> = row.fails.iter().filter(|c| !failed.contains(c)).collect();
-    let unexpected: Vec<&Check> = failed
-        .iter()
-        .filter(|c| !row.fails.contains(c) && !row.either.contains(c))
-        .collect();
+    let mut expected = if undeclared() {
+        row.undeclared
+    } else {
+        row.declared
+    }
+    .to_vec();
+    expected.sort_by_key(|(c, s)| (c.name(), s.label()));
     assert!(
-        missing.is_empty() && unexpected.is_empty(),
-        "{personality} {scenario:?} ({}): expected to fail {:?}, did not fail {missing:?}, failed unexpectedly {unexpected:?}:\n{}",
+        seen == expected,
+        "{personality} {scenario:?} ({}): expected {expected:?} not to pass, saw {seen:?}:\n{}",
         row.why,
-        row.fails,
         report.text()
     );
 }

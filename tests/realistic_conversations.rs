@@ -25,7 +25,7 @@ const SPAN: Duration = Duration::from_secs(30);
 )]
 #[file_serial(stress)]
 async fn test_realistic_conversation_patterns() {
-    let server = Server::start(&[]);
+    let server = Server::start(&[]).await;
     let span = overrides().realistic_span_or(SPAN);
     let report = suite::realistic(
         server.target(),

@@ -509,12 +509,12 @@ fn baseline_flags_a_doubled_p95_and_passes_an_identical_run() {
     let tolerance = Tolerance::default();
 
     let same = baseline::compare(&base, &base.clone(), &tolerance);
-    assert!(same.verdict.passed, "{}", same.verdict);
+    assert!(same.verdict.passed(), "{}", same.verdict);
     assert_eq!(same.verdict.check, baseline::CHECK);
     assert_eq!(same.p95_ms.unwrap().absolute, 0.0);
 
     let worse = baseline::compare(&slow, &base, &tolerance);
-    assert!(!worse.verdict.passed, "{}", worse.verdict);
+    assert!(!worse.verdict.passed(), "{}", worse.verdict);
     let p95 = worse.p95_ms.unwrap();
     assert!((0.9..1.1).contains(&p95.relative.unwrap()), "{p95:?}");
     assert!(
@@ -526,7 +526,7 @@ fn baseline_flags_a_doubled_p95_and_passes_an_identical_run() {
 
     // Getting faster is never a regression.
     let better = baseline::compare(&base, &slow, &tolerance);
-    assert!(better.verdict.passed, "{}", better.verdict);
+    assert!(better.verdict.passed(), "{}", better.verdict);
 }
 
 #[test]

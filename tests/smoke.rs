@@ -47,7 +47,8 @@ async fn every_operation_is_accounted_for_and_matches_the_server() {
     let h = harness(&server, 10);
     let results = h
         .run_concurrent_requests(&message("hello pool", 16), Some(30))
-        .await;
+        .await
+        .expect("valid load");
     assert_eq!(results.len(), 30, "one record per request");
     let m = MetricsCollector::analyze(&results);
     assert_eq!(m.successful, 30, "{:?}", m.status_codes);
@@ -88,7 +89,8 @@ async fn every_operation_is_accounted_for_and_matches_the_server() {
     // Bursts, a ramp, and an open-loop Poisson run.
     let bursts = harness(&server, 5)
         .run_bursty(3, 5, Duration::from_millis(100), |_| message("burst", 8))
-        .await;
+        .await
+        .expect("valid load");
     assert_eq!(bursts.len(), 15);
     all.extend(bursts);
     let ramp = harness(&server, 4)
@@ -105,7 +107,8 @@ async fn every_operation_is_accounted_for_and_matches_the_server() {
             ],
             |_| message("ramp", 8),
         )
-        .await;
+        .await
+        .expect("valid load");
     assert!(!ramp.is_empty());
     all.extend(ramp);
     let h = harness(&server, 8);
@@ -220,7 +223,7 @@ async fn every_operation_is_accounted_for_and_matches_the_server() {
             + s.load.cache.cache_read_tokens
             + scraped.load.cache.cache_read_tokens
     );
-    assert!(checks::accounted(s.sent, s.load.total).passed);
+    assert!(checks::accounted(s.sent, s.load.total).passed());
     server.shutdown().await;
 }
 
@@ -238,7 +241,8 @@ async fn failures_are_records_not_errors() {
     .expect("valid config");
     let results = h
         .run_concurrent_requests(&message("anyone?", 8), Some(8))
-        .await;
+        .await
+        .expect("valid load");
     assert_eq!(results.len(), 8);
     assert!(
         results
@@ -247,7 +251,7 @@ async fn failures_are_records_not_errors() {
     );
     let m = MetricsCollector::analyze(&results);
     assert_eq!(m.error_rate, 1.0);
-    assert!(!checks::all_answered(&m).passed);
+    assert!(!checks::all_answered(&m).passed());
 
     // Bad settings are errors that name the setting.
     let err = StressHarness::new(StressConfig::new("ftp://x").workers(1)).unwrap_err();

@@ -152,7 +152,7 @@ pub(crate) struct ServingFigures {
 }
 
 /// The families vLLM exports (`vllm/v1/metrics/loggers.py:452-620`) under `prefix`
-/// (`vllm:` or `semantic_`), each sample with `labels` (may be empty).
+/// (`vllm:`), each sample with `labels` (may be empty).
 pub(crate) fn serving_families(prefix: &str, labels: &str, f: &ServingFigures) -> String {
     let mut out = String::with_capacity(1024);
     let braces = if labels.is_empty() {

@@ -145,8 +145,9 @@ fn agent_stats(app: &App) -> Response<Body> {
 }
 
 /// The semantic personality's `/metrics`: its own families, then the serving families vLLM
-/// exports under `semantic_` names (the pool's utilization as KV usage, reused prompt tokens
-/// as prefix-cache hits, prompt tokens as queries; it never preempts).
+/// exports, under vLLM's names so that what reads vLLM reads it too (the pool's utilization as
+/// KV usage, reused prompt tokens as prefix-cache hits, prompt tokens as queries; it never
+/// preempts).
 fn metrics(app: &App) -> Response<Body> {
     let s = app.stats();
     let figures = ServingFigures {
@@ -158,7 +159,7 @@ fn metrics(app: &App) -> Response<Body> {
         preemptions: 0,
     };
     let mut text = app.inner.http.render(&s, resident_memory_bytes());
-    text.push_str(&serving_families("semantic_", "", &figures));
+    text.push_str(&serving_families("vllm:", "", &figures));
     prometheus(text)
 }
 

@@ -1,6 +1,7 @@
 //! [`StressConfig`]: the harness's settings, from code or from `SEMANTIC_*` environment
 //! variables, validated once.
 
+use std::path::PathBuf;
 use std::time::Duration;
 
 use http::header::{HeaderName, HeaderValue};
@@ -33,7 +34,8 @@ const MAX_DURATION: Duration = Duration::from_secs(30 * 24 * 3600);
 /// ```
 #[derive(Debug, Clone)]
 pub struct StressConfig {
-    /// Server base URL (`http://HOST:PORT`, optionally with a path prefix).
+    /// Server base URL (`http://HOST:PORT` or `https://HOST[:PORT]`, optionally with a path
+    /// prefix; the port defaults to 80 or 443).
     pub base_url: String,
     /// Concurrent workers: at most this many requests in flight.
     pub workers: usize,
@@ -59,6 +61,9 @@ pub struct StressConfig {
     pub seed: u64,
     /// Extra time past a run's end for in-flight requests, on top of the timeout.
     pub grace: Duration,
+    /// PEM bundle of CA certificates trusted for `https://`, on top of Mozilla's roots (for a
+    /// private CA or a self-signed server). Read when the harness is built.
+    pub ca_file: Option<PathBuf>,
 }
 
 impl Default for StressConfig {
@@ -85,12 +90,16 @@ impl StressConfig {
             text_limit: 4096,
             seed: 0x5eed,
             grace: Duration::from_secs(5),
+            ca_file: None,
         }
     }
 
-    /// Reads `SEMANTIC_BASE_URL`, `SEMANTIC_STRESS_TEST_WORKERS`,
-    /// `SEMANTIC_STRESS_TEST_RATE_LIMIT`, `SEMANTIC_STRESS_TEST_DURATION` (seconds),
-    /// `SEMANTIC_API_KEY` and `SEMANTIC_GRACEFUL_STATUSES` (comma list) over the defaults.
+    /// Reads the target's settings ([`TargetSettings`](crate::target::TargetSettings): the
+    /// file of `SEMANTIC_TARGET_FILE`, `SEMANTIC_BASE_URL`, `SEMANTIC_MODEL`,
+    /// `SEMANTIC_API_KEY`, `SEMANTIC_AUTH`, `SEMANTIC_HEADERS`, `SEMANTIC_STRESS_TIMEOUT`,
+    /// `SEMANTIC_CONNECT_TIMEOUT`, `SEMANTIC_CA_FILE`), the sizes ([`Overrides`](crate::Overrides):
+    /// `SEMANTIC_STRESS_TEST_WORKERS`, `…_RATE_LIMIT`, `…_DURATION`) and
+    /// `SEMANTIC_GRACEFUL_STATUSES` (comma list) over the defaults.
     ///
     /// # Errors
     ///
@@ -106,13 +115,12 @@ impl StressConfig {
     /// [`Error::InvalidConfig`] naming the variable when a value does not parse.
     pub fn from_lookup(get: impl Fn(&str) -> Option<String>) -> crate::Result<Self> {
         let get = |name: &str| get(name).filter(|v| !v.trim().is_empty());
-        let mut config =
-            Self::new(get("SEMANTIC_BASE_URL").unwrap_or_else(|| DEFAULT_BASE_URL.to_owned()));
-        let sizes = super::Overrides::from_lookup(&get)?;
+        let target = crate::target::TargetSettings::from_lookup(get)?;
+        let mut config = target.apply(Self::new(DEFAULT_BASE_URL))?;
+        let sizes = super::Overrides::from_lookup(get)?;
         config.workers = sizes.workers_or(config.workers);
         config.rate_limit = sizes.rate.or(config.rate_limit);
         config.duration = sizes.duration_or(config.duration);
-        config.api_key = get("SEMANTIC_API_KEY");
         if let Some(v) = get("SEMANTIC_GRACEFUL_STATUSES") {
             config.graceful_statuses = v
                 .split(',')
@@ -190,6 +198,14 @@ impl StressConfig {
     #[must_use]
     pub fn graceful_statuses(mut self, statuses: Vec<u16>) -> Self {
         self.graceful_statuses = statuses;
+        self
+    }
+
+    /// Trusts the CA certificates of the PEM file at `path` for `https://`, on top of
+    /// Mozilla's roots.
+    #[must_use]
+    pub fn ca_file(mut self, path: impl Into<PathBuf>) -> Self {
+        self.ca_file = Some(path.into());
         self
     }
 

@@ -39,9 +39,10 @@ use agent::{RunShared, Sink};
 
 use crate::client::ClientConfig;
 use crate::metrics::MemoryTrend;
+use crate::sampling::ServerMemory;
 use crate::{Client, LoadMetrics, Request, RequestResult};
 use shards::ShardedCollector;
-use sustained::{ServerMemory, Streaming};
+use sustained::{ProgressSource, Streaming};
 
 /// Hard bound on a run that has no duration of its own (count-bounded or agent workloads),
 /// unless [`StressConfig::duration`] is shorter.
@@ -56,7 +57,7 @@ const UNTIMED_RUN_BOUND: Duration = Duration::from_secs(600);
 ///
 /// let harness = StressHarness::new(StressConfig::new("http://127.0.0.1:8000").workers(150))?;
 /// let body = MessagesRequest::new("test-model", vec![Message::user("Hello")], 100);
-/// let results = harness.run_concurrent_requests(&Request::messages(&body), None).await;
+/// let results = harness.run_concurrent_requests(&Request::messages(&body), None).await?;
 /// let metrics = MetricsCollector::analyze(&results);
 /// assert!(metrics.error_rate < 0.05);
 /// # Ok(()) }
@@ -120,6 +121,7 @@ impl StressHarness {
             headers: config.headers.clone(),
             graceful_statuses: config.graceful_statuses.clone(),
             text_limit: config.text_limit,
+            ca_file: config.ca_file.clone(),
         })?;
         Ok(Self { config, client })
     }
@@ -146,11 +148,16 @@ impl StressHarness {
 
     /// Sends `n` copies of `request` (default: one per worker) with `workers` in flight,
     /// closed loop, or paced at `rate_limit` when set.
+    ///
+    /// # Errors
+    ///
+    /// [`Error::InvalidConfig`](crate::Error::InvalidConfig) for an invalid load (none comes
+    /// from the settings a harness accepted).
     pub async fn run_concurrent_requests(
         &self,
         request: &Request,
         n: Option<usize>,
-    ) -> Vec<RequestResult> {
+    ) -> crate::Result<Vec<RequestResult>> {
         let n = n.unwrap_or(self.config.workers) as u64;
         let load = match self.config.rate_limit {
             None => Load::closed(self.config.workers, Stop::requests(n)),
@@ -164,7 +171,6 @@ impl StressHarness {
         self.run(load, move |_| request.clone())
             .await
             .map(|r| r.results)
-            .unwrap_or_default()
     }
 
     /// Runs `workload` once for each of `n_agents` session agents, all at once, and returns
@@ -200,13 +206,18 @@ impl StressHarness {
     }
 
     /// Sends bursts: `size` requests at once every `every`, `count` bursts, open loop.
+    ///
+    /// # Errors
+    ///
+    /// [`Error::InvalidConfig`](crate::Error::InvalidConfig) for no burst, empty bursts or a
+    /// zero interval.
     pub async fn run_bursty<F>(
         &self,
         count: usize,
         size: usize,
         every: Duration,
         request_fn: F,
-    ) -> Vec<RequestResult>
+    ) -> crate::Result<Vec<RequestResult>>
     where
         F: Fn(Slot) -> Request + Send + Sync + 'static,
     {
@@ -215,21 +226,25 @@ impl StressHarness {
             Arrivals::Bursts { size, every },
             Stop::requests((count * size) as u64),
         );
-        self.run(load, request_fn)
-            .await
-            .map(|r| r.results)
-            .unwrap_or_default()
+        self.run(load, request_fn).await.map(|r| r.results)
     }
 
     /// Closed-loop load through `stages` of rising (or falling) concurrency.
-    pub async fn run_ramp_up<F>(&self, stages: Vec<Stage>, request_fn: F) -> Vec<RequestResult>
+    ///
+    /// # Errors
+    ///
+    /// [`Error::InvalidConfig`](crate::Error::InvalidConfig) when no stage has a worker.
+    pub async fn run_ramp_up<F>(
+        &self,
+        stages: Vec<Stage>,
+        request_fn: F,
+    ) -> crate::Result<Vec<RequestResult>>
     where
         F: Fn(Slot) -> Request + Send + Sync + 'static,
     {
         self.run(Load::ramp(stages), request_fn)
             .await
             .map(|r| r.results)
-            .unwrap_or_default()
     }
 
     /// Runs any [`Load`] with anonymous workers, `request_fn` building each request.
@@ -330,36 +345,20 @@ impl StressHarness {
             ),
             Arc::clone(&streaming) as Arc<dyn Sink>,
         );
-        let memory = Arc::new(ServerMemory::start(&options, &self.client));
+        let memory = Arc::new(ServerMemory::start(
+            options.memory_pid,
+            options.memory_reading.as_ref(),
+            options.memory_interval,
+            &self.client,
+        ));
         // The harness's own memory, beside the server's (a failure to sample only loses it).
         let own = crate::MemorySampler::start(std::process::id(), options.memory_interval).ok();
-        let progress = options.progress.clone().map(|f| {
-            let tally = Arc::clone(&run.tally);
-            let memory = Arc::clone(&memory);
-            let streaming = Arc::clone(&streaming);
-            let (every, total) = (options.progress_interval, options.duration);
-            tokio::spawn(async move {
-                let mut tick = tokio::time::interval(every.max(Duration::from_millis(100)));
-                tick.tick().await;
-                loop {
-                    tick.tick().await;
-                    f(&Progress {
-                        elapsed: started.elapsed(),
-                        total,
-                        sent: tally.sent(),
-                        errors: tally.errors(),
-                        rejected: tally.rejected(),
-                        server_rss_bytes: memory.latest(),
-                        recent_p95: streaming.recent_p95(),
-                    });
-                }
-            })
-        });
+        let progress = ProgressSource::start(&options, started, &run.tally, &memory, &streaming);
         let agents = self.agents(workers, true, &run);
         let generator = engine::run_steps(load, agents, &run, self.config.grace, step).await;
-        if let Some(task) = progress {
-            task.abort();
-            let _ = task.await;
+        if let Some(progress) = progress {
+            // Ends the progress source, and with it its reference to `memory`.
+            drop(progress.stop().await);
         }
         // The progress task was joined above, so this is the only reference left.
         let (memory_samples, memory_error) = match Arc::try_unwrap(memory) {
@@ -562,6 +561,26 @@ mod tests {
             Stop::requests(3),
         );
         assert!(harness.deadline_for(&load, now) > now);
+    }
+
+    #[tokio::test]
+    async fn an_invalid_load_is_an_error_not_an_empty_run() {
+        let harness = StressHarness::new(StressConfig::new("http://127.0.0.1:9")).unwrap();
+        let request = || Request::get("/health");
+        let err = harness
+            .run_bursty(2, 0, Duration::from_millis(10), move |_| request())
+            .await
+            .unwrap_err();
+        assert!(err.to_string().contains("bursts"), "{err}");
+        let stage = Stage {
+            concurrency: 0,
+            hold: Duration::from_millis(10),
+        };
+        let err = harness
+            .run_ramp_up(vec![stage], move |_| request())
+            .await
+            .unwrap_err();
+        assert!(err.to_string().contains("workers"), "{err}");
     }
 
     #[test]

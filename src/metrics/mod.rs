@@ -7,7 +7,7 @@
 //! - [`MetricsCollector`] → [`LoadMetrics`]: streaming, mergeable run figures, including
 //!   [`CacheStats`].
 //! - [`WindowedSeries`] → [`Window`]s and [`Degradation`]: figures over time for sustained runs.
-//! - [`fit_trend`] → [`Trend`], and [`MemoryTrend`] over [`MemorySample`](crate::MemorySample)s.
+//! - [`fit_trend`] → [`Trend`], and [`MemoryTrend`] over [`MemorySample`]s.
 //!
 //! Every figure is defined once, here; the code cites these sections.
 //!
@@ -169,7 +169,7 @@ pub use cache::CacheStats;
 pub use collector::{LoadMetrics, MetricsCollector, OutcomeCounts};
 pub use degradation::{Degradation, RankTest};
 pub use histogram::{LatencyHistogram, LatencySummary};
-pub use memory_trend::MemoryTrend;
+pub use memory_trend::{MemorySample, MemoryTrend};
 pub use record::{Outcome, RequestResult};
 pub use trend::{ConfidenceInterval, Trend, fit_trend};
 pub use windows::{Window, WindowedSeries};

@@ -169,7 +169,10 @@ impl WindowedSeries {
         w.output_tokens += r.usage.map_or(0, |u| u.output_tokens);
         match r.outcome {
             Outcome::Success => {
-                let latency = r.corrected_latency();
+                // The server's own latency (from the actual send): a generator that falls
+                // behind must not read as a server that slows down. Corrected latency is in
+                // the run's overall figures, and the generator's lag beside it.
+                let latency = r.latency();
                 w.successes += 1;
                 w.latency.record(latency);
                 // Latencies stay far below u64::MAX µs; saturate if not.

@@ -110,10 +110,14 @@ pub fn rebuild_index(dir: &Path) -> crate::Result<PathBuf> {
     let mut s = String::from("# Stress reports\n\n");
     let _ = writeln!(
         s,
-        "{} runs: {} passed, {} failed, {} without checks.\n",
+        "{} runs: {} passed, {} failed, {} inconclusive, {} not applicable, {} without checks.\n",
         rows.len(),
         rows.iter().filter(|(r, _)| r.passed()).count(),
         failed,
+        rows.iter()
+            .filter(|(r, _)| r.status() == "INCONCLUSIVE")
+            .count(),
+        rows.iter().filter(|(r, _)| r.status() == "N/A").count(),
         rows.iter().filter(|(r, _)| r.verdicts.is_empty()).count()
     );
     let _ = writeln!(s, "| run | target | verdict | written (UTC) | files |");
@@ -126,6 +130,7 @@ pub fn rebuild_index(dir: &Path) -> crate::Result<PathBuf> {
             report.target,
             match report.status() {
                 "FAIL" => "**FAIL**",
+                "INCONCLUSIVE" => "**INCONCLUSIVE**",
                 other => other,
             },
             written_at(path),

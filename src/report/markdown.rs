@@ -59,7 +59,10 @@ impl Report {
             let _ = writeln!(
                 s,
                 "| {} | `{}` | {} | {} | {} |",
-                if v.passed { "PASS" } else { "**FAIL**" },
+                match v.status {
+                    crate::checks::Status::Pass => "PASS".to_owned(),
+                    other => format!("**{other}**"),
+                },
                 v.label(),
                 cell(&v.threshold),
                 cell(&v.measured),

@@ -28,7 +28,7 @@ use std::path::Path;
 
 use serde::{Deserialize, Serialize};
 
-use crate::checks::Verdict;
+use crate::checks::{Status, Verdict};
 use crate::metrics::{Degradation, LoadMetrics, MemoryTrend, Window};
 use crate::{Error, GeneratorStats, MemorySample, SustainedLoadMetrics};
 
@@ -37,7 +37,7 @@ pub use charts::Chart;
 
 /// Version of the JSON layout; bumped on any incompatible change (a field removed, renamed or
 /// retyped). Adding an optional field is compatible and keeps the version.
-pub const SCHEMA_VERSION: u32 = 1;
+pub const SCHEMA_VERSION: u32 = 2;
 
 /// One run's report.
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -101,20 +101,23 @@ impl Report {
         self
     }
 
-    /// Whether every verdict passed (and there is at least one).
-    pub fn passed(&self) -> bool {
-        !self.verdicts.is_empty() && self.verdicts.iter().all(|v| v.passed)
+    /// The run's outcome, [`Status::combine`] of its verdicts: a failure fails, a check that
+    /// could not judge makes it inconclusive, a run without verdicts is inconclusive.
+    pub fn outcome(&self) -> Status {
+        Status::combine(self.verdicts.iter().map(|v| v.status))
     }
 
-    /// `PASS` when [`passed`](Self::passed), `FAIL` when a verdict failed, `NO CHECKS` when
-    /// there is no verdict.
+    /// Whether the run passed: every verdict passed or does not apply, and at least one passed.
+    pub fn passed(&self) -> bool {
+        self.outcome() == Status::Pass
+    }
+
+    /// `PASS`, `FAIL`, `INCONCLUSIVE`, `N/A`, or `NO CHECKS` when there is no verdict.
     pub fn status(&self) -> &'static str {
         if self.verdicts.is_empty() {
             "NO CHECKS"
-        } else if self.passed() {
-            "PASS"
         } else {
-            "FAIL"
+            self.outcome().label()
         }
     }
 

@@ -3,12 +3,12 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use crate::checks::{self, IsolationEvidence};
+use crate::checks::{self, Check, IsolationEvidence, Verdict};
+use crate::target::Profile;
 use crate::workload::{TextGen, canaries_in, canary};
 use crate::{Agent, Load, MetricsCollector, Outcome, Report, RequestResult};
 use tokio::sync::watch;
 
-use super::Target;
 use super::*;
 
 /// The seed's rapid agents: `agents` agents × `per_agent` single-turn requests each
@@ -54,7 +54,10 @@ pub async fn rapid_agents(
     );
     report.verdicts([
         checks::completed(&m, expected),
-        checks::latency_p95(&m, Duration::from_secs(2)),
+        checks::latency_p95(
+            &m,
+            Duration::from_secs_f64(target.threshold().p95_latency_s),
+        ),
     ]);
     report.metrics = Some(m);
     Ok(report)
@@ -93,7 +96,12 @@ pub(crate) async fn conversations(
                 let _ = tokio::time::timeout(Duration::from_secs(30), rx.wait_for(|d| *d)).await;
             }
             let mut text = TextGen::new(agent.index() as u64 + 1);
-            let first = format!("{prefix} {} {}", canary(agent.id()), text.words(12));
+            // Asked to repeat its canary, a model shows whose context it answers from.
+            let first = format!(
+                "{prefix} Your code is {}. Begin every reply with your code. {}",
+                canary(agent.id()),
+                text.words(12)
+            );
             agent.max_tokens = 40;
             agent.send_turn(first).await;
             if agent.index() == 0 {
@@ -109,6 +117,9 @@ pub(crate) async fn conversations(
     let (by_agent, _) = tokio::join!(talk, noise);
     let mut evidence = IsolationEvidence::default();
     let mut results = Vec::new();
+    // Only the exact canaries of this run's agents count: a model may make up others.
+    let run_canaries: std::collections::HashSet<String> =
+        by_agent.keys().map(|id| canary(id)).collect();
     for (id, records) in &by_agent {
         let own = canary(id);
         for r in records {
@@ -126,8 +137,10 @@ pub(crate) async fn conversations(
             }
             if let Some(text) = &r.text {
                 evidence.replies_checked += 1;
-                for c in canaries_in(text) {
-                    if c != own {
+                let found = canaries_in(text);
+                evidence.own_canaries_seen += u64::from(found.contains(&own.as_str()));
+                for c in found {
+                    if c != own && run_canaries.contains(c) {
                         evidence.foreign_canaries.push((id.clone(), c.to_owned()));
                     }
                 }
@@ -150,8 +163,28 @@ pub async fn isolation(
     let mut report = base_report(name, target);
     report.config("agents", agents).config("turns", turns);
     report.figure("isolation", &evidence);
-    report.verdicts(checks::isolation(&evidence, 0.8));
-    report.verdicts([checks::error_rate(&m, 0.05)]);
+    let profile = target.profile_ref();
+    let thresholds = target.threshold();
+    let verdicts = checks::isolation(&evidence, thresholds.cache_hit_rate)
+        .into_iter()
+        .map(|v| match v.check {
+            Check::IsolationSameAgentHits if !profile.usage.reports_cache() => {
+                Verdict::not_applicable(v.check, no_cache_fields(profile))
+            }
+            Check::IsolationCrossAgentMisses if profile.shared_prefix => Verdict::not_applicable(
+                v.check,
+                format!(
+                    "the {} profile shares an identical prefix across agents, which is safe (no content crosses); isolation is judged by canaries",
+                    profile.name
+                ),
+            ),
+            Check::IsolationCrossAgentMisses if !profile.usage.reports_cache() => {
+                Verdict::not_applicable(v.check, no_cache_fields(profile))
+            }
+            _ => v,
+        });
+    report.verdicts(verdicts);
+    report.verdicts([checks::error_rate(&m, thresholds.exhaustion_error_rate)]);
     report.metrics = Some(m);
     Ok(report)
 }
@@ -168,8 +201,11 @@ pub async fn latency_under_load(
     let mut report = base_report(name, target);
     report.config("agents", agents).config("turns", turns);
     report.verdicts([
-        checks::latency_p95(&m, Duration::from_secs(2)),
-        checks::error_rate(&m, 0.05),
+        checks::latency_p95(
+            &m,
+            Duration::from_secs_f64(target.threshold().p95_latency_s),
+        ),
+        checks::error_rate(&m, target.threshold().exhaustion_error_rate),
     ]);
     report.metrics = Some(m);
     Ok(report)
@@ -187,10 +223,23 @@ pub async fn hit_rate(
     let m = MetricsCollector::analyze(&results);
     let mut report = base_report(name, target);
     report.config("agents", agents).config("turns", turns);
+    let profile = target.profile_ref();
     report.verdicts([
-        checks::cache_hit_rate(&m, min),
-        checks::error_rate(&m, 0.05),
+        if profile.usage.reports_cache() {
+            checks::cache_hit_rate(&m, min)
+        } else {
+            Verdict::not_applicable(Check::CacheHitRate, no_cache_fields(profile))
+        },
+        checks::error_rate(&m, target.threshold().exhaustion_error_rate),
     ]);
     report.metrics = Some(m);
     Ok(report)
+}
+
+/// Why a cache check does not apply: the server reports no cache figures in `usage`.
+fn no_cache_fields(profile: &Profile) -> String {
+    format!(
+        "the {} profile says replies carry no cache fields, so cache hits cannot be seen",
+        profile.name
+    )
 }

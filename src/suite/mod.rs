@@ -37,14 +37,15 @@ use crate::anthropic::{Message, MessagesRequest};
 use crate::{Report, Request};
 
 mod agents;
+mod calibrate;
 mod pool;
-mod target;
 mod timed;
 
 pub use crate::Overrides;
+pub use crate::target::Target;
 pub use agents::{hit_rate, isolation, latency_under_load, rapid_agents};
+pub use calibrate::{Calibration, calibrate};
 pub use pool::{concurrent_burst, graceful_rejection, no_crash, recovery, streams};
-pub use target::Target;
 pub use timed::{SustainedRun, SustainedSettings, realistic, sustained};
 
 /// New agents in a row that must be served at baseline latency for the pool to count as
@@ -53,6 +54,13 @@ const RECOVERY_STREAK: u32 = 5;
 /// Warm-up of sustained runs (at most half the run): memory and latency before it are not
 /// judged.
 const SUSTAINED_WARMUP: Duration = Duration::from_secs(20);
+/// Share of the offered load a run must apply for its verdicts to judge anything.
+const MIN_LOAD_APPLIED: f64 = 0.9;
+/// A calibrated overload is this many times the measured capacity (the reference server's
+/// tuned 400 requests/s is about 1.25 times its measured capacity for 200-token replies).
+const OVERLOAD_FACTOR: f64 = 1.25;
+/// Time allowed for calibrating a test's load.
+const CALIBRATION_BUDGET: Duration = Duration::from_secs(60);
 /// Cap on requests in flight in the exhausting phase.
 const HIGH_IN_FLIGHT: usize = 256;
 /// Workers of the background traffic that runs beside multi-turn conversations.

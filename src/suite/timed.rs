@@ -7,7 +7,6 @@ use crate::checks::{self};
 use crate::workload::TextGen;
 use crate::{Agent, MetricsCollector, Report};
 
-use super::Target;
 use super::*;
 
 /// What makes two sustained runs the same run: the verdicts of one run can be judged by
@@ -50,7 +49,10 @@ pub async fn sustained(
     let harness = target.harness(|c| c.workers(agents).rate_limit(Some(rate)))?;
     let mut options = crate::Sustained::new(duration)
         .memory_pid(target.server_pid())
-        .memory_from_metrics(!target.is_reference());
+        .memory_reading(match &target.profile_ref().memory {
+            Some(crate::target::Reading::Pid) | None => None,
+            Some(reading) => Some(reading.clone()),
+        });
     if let Some(progress) = progress {
         options = options.progress(Duration::from_secs(1), move |p| progress(p));
     }
@@ -78,7 +80,14 @@ pub async fn sustained(
         .config("window_s", options.window.as_secs_f64())
         .config("warmup_s", options.warmup.as_secs_f64());
     report.series = Some(crate::report::Series::of(&sustained));
-    report.verdicts([checks::accounted(sustained.sent, sustained.load.total)]);
+    // Open-loop pacing: one request at t = 0, then one every 1/rate.
+    let offered = (duration.as_secs_f64() * rate).ceil() as u64;
+    let c = &sustained.load.counts;
+    let answered = sustained.load.total.saturating_sub(c.timeout + c.connect);
+    report.verdicts([
+        checks::accounted(sustained.sent, sustained.load.total),
+        checks::load_applied(answered, offered, MIN_LOAD_APPLIED),
+    ]);
     report.metrics = Some(sustained.load.clone());
     report.generator = Some(sustained.generator.clone());
     Ok(SustainedRun {

@@ -169,13 +169,13 @@ async fn the_semantic_metrics_carry_vllms_serving_families() {
     send(&app, ask("hello", 5, false, Some("s"))).await;
     let (_, m) = send(&app, get("/metrics")).await;
     let text = String::from_utf8_lossy(&m).into_owned();
-    assert!(metric(&text, "semantic_prefix_cache_hits_total") > 0.0);
-    assert!(metric(&text, "semantic_prefix_cache_queries_total") > 0.0);
+    assert!(metric(&text, "vllm:prefix_cache_hits_total") > 0.0);
+    assert!(metric(&text, "vllm:prefix_cache_queries_total") > 0.0);
     for family in [
-        "semantic_kv_cache_usage_perc",
-        "semantic_num_requests_running",
-        "semantic_num_requests_waiting",
-        "semantic_num_preemptions_total 0",
+        "vllm:kv_cache_usage_perc",
+        "vllm:num_requests_running",
+        "vllm:num_requests_waiting",
+        "vllm:num_preemptions_total 0",
     ] {
         assert!(text.contains(family), "{family}");
     }

@@ -1,0 +1,299 @@
+//! Sends one request, returns one [`RequestResult`]: whatever happens, never an error.
+//!
+//! - [`request`]: what to send ([`Request`]) and what the reply must be ([`Expect`]);
+//! - [`transport`]: where it goes and how it reaches the wire (the shared pool for single
+//!   requests, a worker's own [`Conn`] for load);
+//! - [`classify`]: what a status or a failure counts as ([`Outcome`] classes, [`Failure`]);
+//! - [`body`]: reading bodies and event streams, bounded.
+//!
+//! [`Client`] ties them together: one exchange, bounded by the request timeout, becomes one
+//! record.
+
+mod body;
+mod classify;
+mod request;
+mod tls;
+mod transport;
+
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use bytes::Bytes;
+use http::header::{CONTENT_TYPE, HeaderName, HeaderValue, RETRY_AFTER};
+use hyper::body::Incoming;
+
+use crate::anthropic::ErrorEnvelope;
+use crate::{Error, Outcome, RequestResult};
+use classify::Failure;
+use transport::{Endpoint, Pool};
+
+pub use request::{Expect, Request};
+pub(crate) use transport::Conn;
+
+/// Settings of a [`Client`].
+#[derive(Debug, Clone)]
+pub(crate) struct ClientConfig {
+    pub(crate) base_url: String,
+    pub(crate) connections: usize,
+    pub(crate) connect_timeout: Duration,
+    pub(crate) request_timeout: Duration,
+    pub(crate) api_key: Option<String>,
+    pub(crate) headers: Vec<(HeaderName, HeaderValue)>,
+    pub(crate) graceful_statuses: Vec<u16>,
+    pub(crate) text_limit: usize,
+    /// PEM bundle of extra trusted CA certificates for `https://`.
+    pub(crate) ca_file: Option<PathBuf>,
+}
+
+/// A pooled HTTP/1.1 client that turns every request into one [`RequestResult`].
+///
+/// Cheap to clone: clones share the connection pool.
+#[derive(Debug, Clone)]
+pub struct Client {
+    pool: Pool,
+    shared: Arc<Shared>,
+}
+
+#[derive(Debug)]
+struct Shared {
+    endpoint: Endpoint,
+    config: ClientConfig,
+}
+
+impl Client {
+    pub(crate) fn new(config: ClientConfig) -> crate::Result<Self> {
+        // Read once here, for http:// too: a bad CA file is refused at start, not ignored.
+        let tls = tls::config(config.ca_file.as_deref())?;
+        let endpoint = Endpoint::new(
+            &config.base_url,
+            config.api_key.as_deref(),
+            config.headers.clone(),
+            &tls,
+        )?;
+        Ok(Self {
+            pool: transport::pool(config.connections, config.connect_timeout, tls),
+            shared: Arc::new(Shared { endpoint, config }),
+        })
+    }
+
+    /// The base URL requests go to.
+    pub fn base_url(&self) -> &str {
+        &self.shared.config.base_url
+    }
+
+    /// Sends `request`, meant to start at `scheduled_at`, and records what happened.
+    ///
+    /// Never fails: a request that gets no response, a bad one or none in time is a record
+    /// with the matching [`Outcome`]. Bounded by the request timeout.
+    pub async fn send(&self, request: &Request, scheduled_at: Instant) -> RequestResult {
+        self.send_via(None, request, scheduled_at).await
+    }
+
+    /// [`send`](Self::send) on a worker's own connection instead of the shared pool.
+    pub(crate) async fn send_on(
+        &self,
+        conn: &mut Conn,
+        request: &Request,
+        scheduled_at: Instant,
+    ) -> RequestResult {
+        self.send_via(Some(conn), request, scheduled_at).await
+    }
+
+    async fn send_via(
+        &self,
+        conn: Option<&mut Conn>,
+        request: &Request,
+        scheduled_at: Instant,
+    ) -> RequestResult {
+        let started_at = Instant::now();
+        let mut record = RequestResult::pending(scheduled_at, started_at);
+        record.agent_id = request.session_id.clone();
+        record.turn = request.turn;
+        record.streamed = request.streamed();
+        let timeout = self.shared.config.request_timeout;
+        let exchange = async {
+            match conn {
+                Some(conn) => self.exchange_on(conn, request, &mut record).await,
+                None => self.exchange(request, &mut record).await,
+            }
+        };
+        if tokio::time::timeout(timeout, exchange).await.is_err() {
+            fail(&mut record, Failure::Timeout { after: timeout });
+        }
+        record.finished_at = Instant::now();
+        record
+    }
+
+    /// `GET path` (or another bare method) and parse the JSON body; for control routes
+    /// (health, stats, admin), not load.
+    ///
+    /// # Errors
+    ///
+    /// [`Error::Server`] when there is no 2xx JSON reply in time.
+    pub async fn control(&self, request: &Request) -> crate::Result<serde_json::Value> {
+        let body = self.control_body(request).await?;
+        if body.is_empty() {
+            return Ok(serde_json::Value::Null);
+        }
+        serde_json::from_slice(&body).map_err(|e| Error::Server {
+            what: format!("{} {}", request.method, request.path),
+            reason: format!("invalid JSON: {e}"),
+        })
+    }
+
+    /// Like [`control`](Self::control), for a text body (Prometheus `/metrics`).
+    ///
+    /// # Errors
+    ///
+    /// [`Error::Server`] when there is no 2xx reply in time.
+    pub async fn control_text(&self, request: &Request) -> crate::Result<String> {
+        let body = self.control_body(request).await?;
+        Ok(String::from_utf8_lossy(&body).into_owned())
+    }
+
+    async fn control_body(&self, request: &Request) -> crate::Result<Bytes> {
+        let fut = async {
+            let built = self.shared.endpoint.pooled(request)?;
+            let response = self.pool.request(built).await.map_err(|e| {
+                Failure::NoResponse(format!("no response: {}", classify::error_chain(&e)))
+            })?;
+            let status = response.status();
+            let body = body::read_body(response.into_body()).await?;
+            if !status.is_success() {
+                return Err(Failure::Status {
+                    status,
+                    body: classify::truncated(&body, 300),
+                });
+            }
+            Ok(body)
+        };
+        let timeout = self.shared.config.request_timeout;
+        tokio::time::timeout(timeout, fut)
+            .await
+            .unwrap_or(Err(Failure::Timeout { after: timeout }))
+            .map_err(|f| Error::Server {
+                what: format!("{} {}", request.method, request.path),
+                reason: f.to_string(),
+            })
+    }
+
+    /// One exchange through the shared pool.
+    async fn exchange(&self, request: &Request, record: &mut RequestResult) {
+        let built = match self.shared.endpoint.pooled(request) {
+            Ok(r) => r,
+            Err(f) => return fail(record, f),
+        };
+        let response = match self.pool.request(built).await {
+            Ok(r) => r,
+            Err(e) => return fail(record, Failure::NoResponse(classify::error_chain(&e))),
+        };
+        self.receive(request, record, response).await;
+    }
+
+    /// [`exchange`](Self::exchange) on `conn`; the connection is kept for the next request
+    /// only when this response was read whole.
+    async fn exchange_on(&self, conn: &mut Conn, request: &Request, record: &mut RequestResult) {
+        let shared = &self.shared;
+        let built = conn
+            .uri(&shared.endpoint.prefix, &request.path)
+            .and_then(|uri| shared.endpoint.build(request, uri, true));
+        let http_request = match built {
+            Ok(r) => r,
+            Err(f) => return fail(record, f),
+        };
+        let mut sender = match conn
+            .checkout(&shared.endpoint, shared.config.connect_timeout)
+            .await
+        {
+            Ok(s) => s,
+            Err(f) => return fail(record, f),
+        };
+        let response = match sender.send_request(http_request).await {
+            Ok(r) => r,
+            Err(e) => return fail(record, Failure::NoResponse(classify::error_chain(&e))),
+        };
+        self.receive(request, record, response).await;
+        let read_whole = record.status != 0
+            && !matches!(
+                record.outcome,
+                Outcome::Protocol | Outcome::Timeout | Outcome::Connect
+            );
+        if read_whole {
+            conn.put_back(sender);
+        }
+    }
+
+    /// Reads and classifies a response.
+    async fn receive(
+        &self,
+        request: &Request,
+        record: &mut RequestResult,
+        response: http::Response<Incoming>,
+    ) {
+        record.first_byte_at = Some(Instant::now());
+        record.status = response.status().as_u16();
+        record.retry_after = response
+            .headers()
+            .get(RETRY_AFTER)
+            .and_then(|v| v.to_str().ok())
+            .and_then(classify::retry_after);
+        let is_sse = response
+            .headers()
+            .get(CONTENT_TYPE)
+            .and_then(|v| v.to_str().ok())
+            .is_some_and(|v| v.starts_with("text/event-stream"));
+        let text_limit = if request.keep_text {
+            self.shared.config.text_limit
+        } else {
+            0
+        };
+        let body = response.into_body();
+        if classify::is_success(record.status) {
+            let read = match request.expect {
+                Expect::Message {
+                    stream: true,
+                    max_tokens,
+                } if is_sse => body::read_stream(body, record, text_limit, max_tokens).await,
+                Expect::Message { max_tokens, .. } => {
+                    body::read_message(body, record, text_limit, max_tokens).await
+                }
+                Expect::Any if text_limit == 0 => body::drain_body(body).await.map(|()| {
+                    record.first_token_at = Some(Instant::now());
+                }),
+                Expect::Any => body::read_body(body).await.map(|bytes| {
+                    record.first_token_at = Some(Instant::now());
+                    record.text = Some(classify::truncated(&bytes, text_limit));
+                }),
+            };
+            match read {
+                Ok(()) => record.outcome = Outcome::Success,
+                Err(f) => fail(record, f),
+            }
+            return;
+        }
+        let bytes = match body::read_body(body).await {
+            Ok(b) => b,
+            Err(f) => return fail(record, f),
+        };
+        let envelope = ErrorEnvelope::parse(&bytes);
+        record.error_type = envelope.as_ref().map(|e| e.error.kind.clone());
+        record.outcome = classify::classify_failure(
+            record.status,
+            record.retry_after.is_some(),
+            envelope.is_some(),
+            &self.shared.config.graceful_statuses,
+        );
+        record.error = Some(classify::describe_status(
+            record.status,
+            envelope.as_ref(),
+            &bytes,
+        ));
+    }
+}
+
+/// Records `failure` as the request's outcome.
+fn fail(record: &mut RequestResult, failure: Failure) {
+    record.outcome = failure.outcome();
+    record.error = Some(failure.to_string());
+}

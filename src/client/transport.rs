@@ -1,0 +1,355 @@
+//! Transport: where requests go and how they reach the wire.
+//!
+//! [`Endpoint`] turns a [`Request`] into an HTTP request for the base URL (`Host`, API key,
+//! version and session headers). Two paths carry it:
+//! - the shared hyper-util pool ([`pool`]), for single requests (control routes, probes);
+//! - [`Conn`], one worker's own keep-alive connection, for load.
+//!
+//! A worker has at most one request in flight, so it needs exactly one connection, and owning
+//! it skips what the shared pool costs per request: a pool lock on checkout, a spawned task
+//! that hands the connection back after each response, and parsing an absolute URI. The
+//! connection count is capped by construction (one per worker).
+//!
+//! `https://` endpoints go through TLS ([`tls`](super::tls)) on both paths: the pool through
+//! hyper-rustls's connector, without ALPN (HTTP/1.1 is the only protocol it is built for); a
+//! [`Conn`] through its own handshake, offering ALPN `http/1.1` only. On a [`Conn`], the
+//! connect timeout bounds TCP connect and TLS handshake together, and a failed handshake is a
+//! [`Failure::Tls`] of the request that opened the connection. Traps handled here:
+//! - a connection idle for longer than [`IDLE_LIMIT`] is not reused: the server may be closing
+//!   it (uvicorn closes idle keep-alive connections after 5 s by default, hyper's server after
+//!   30 s), and a request written into a closing connection fails for a reason that is not the
+//!   server's load;
+//! - a connection is reused only after an exchange that read its whole response; any failure,
+//!   timeout or cancellation drops it (a half-read response would poison the next request);
+//! - no local address is bound before connect (that exhausts loopback ports under churn);
+//! - the pool's `retry_canceled_requests` would retry failures silently: it is off, every
+//!   failure counts; its idle timeout is [`IDLE_LIMIT`] too (with a pool timer, without which
+//!   it is not enforced).
+
+use std::time::{Duration, Instant};
+
+use bytes::Bytes;
+use http::header::{CONTENT_TYPE, HOST, HeaderName, HeaderValue};
+use http::{HeaderMap, Uri};
+use http_body_util::Full;
+use hyper::client::conn::http1::{self, SendRequest};
+use hyper_rustls::{HttpsConnector, HttpsConnectorBuilder};
+use hyper_util::client::legacy::Client as HyperClient;
+use hyper_util::client::legacy::connect::HttpConnector;
+use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
+use tokio::io::{AsyncRead, AsyncWrite};
+use tokio::net::TcpStream;
+
+use super::Request;
+use super::classify::{Failure, error_chain};
+use super::tls::Tls;
+use crate::Error;
+
+const X_API_KEY: HeaderName = HeaderName::from_static("x-api-key");
+const X_SESSION_ID: HeaderName = HeaderName::from_static("x-session-id");
+const ANTHROPIC_VERSION: HeaderName = HeaderName::from_static("anthropic-version");
+
+/// Longest idle time after which a connection is replaced rather than reused: under the
+/// shortest keep-alive timeout common among servers (uvicorn's 5 s; hyper's is 30 s). A
+/// reconnect after a pause this long costs nothing measurable.
+pub(crate) const IDLE_LIMIT: Duration = Duration::from_secs(4);
+
+/// The shared connection pool.
+pub(crate) type Pool = HyperClient<HttpsConnector<HttpConnector>, Full<Bytes>>;
+
+/// A pool of at most `idle` idle connections, connecting (TCP) within `connect_timeout`,
+/// for `http://` and `https://` alike (TLS with `tls`; the handshake is bounded by the
+/// request timeout of each control request).
+pub(crate) fn pool(idle: usize, connect_timeout: Duration, tls: rustls::ClientConfig) -> Pool {
+    let mut tcp = HttpConnector::new();
+    tcp.set_nodelay(true);
+    tcp.set_connect_timeout(Some(connect_timeout));
+    // The TLS layer above sees `https://` URIs: the TCP connector must let them through.
+    tcp.enforce_http(false);
+    let connector = HttpsConnectorBuilder::new()
+        .with_tls_config(tls)
+        .https_or_http()
+        .enable_http1()
+        .wrap_connector(tcp);
+    HyperClient::builder(TokioExecutor::new())
+        .pool_idle_timeout(IDLE_LIMIT)
+        .pool_timer(TokioTimer::new())
+        .pool_max_idle_per_host(idle.max(1))
+        .retry_canceled_requests(false)
+        .build(connector)
+}
+
+/// The server requests go to, and the headers every request carries.
+#[derive(Debug)]
+pub(crate) struct Endpoint {
+    /// `http://host:port` or `https://host:port`.
+    scheme_authority: String,
+    /// `host:port` to connect to (port 80, or 443 for https, when the URL has none).
+    pub(crate) connect_to: String,
+    /// How connections are wrapped for an `https://` URL; `None` for `http://`.
+    tls: Option<Tls>,
+    /// The `Host` header of requests sent on a [`Conn`].
+    host: HeaderValue,
+    /// The base URL's path, without trailing `/`.
+    pub(crate) prefix: String,
+    api_key: Option<HeaderValue>,
+    headers: Vec<(HeaderName, HeaderValue)>,
+}
+
+impl Endpoint {
+    /// The endpoint of `base_url` (`http[s]://HOST[:PORT][/prefix]`); an `https://` one
+    /// verifies certificates with `tls`, for the URL's host.
+    pub(crate) fn new(
+        base_url: &str,
+        api_key: Option<&str>,
+        headers: Vec<(HeaderName, HeaderValue)>,
+        tls: &rustls::ClientConfig,
+    ) -> crate::Result<Self> {
+        let bad = |reason: String| Error::InvalidUrl {
+            url: base_url.to_owned(),
+            reason,
+        };
+        let uri: Uri = base_url.parse().map_err(|e| bad(format!("{e}")))?;
+        let (scheme, default_port) = match uri.scheme_str() {
+            Some("http") => ("http", 80),
+            Some("https") => ("https", 443),
+            Some(other) => {
+                return Err(bad(format!(
+                    "scheme {other} is not supported, use http or https"
+                )));
+            }
+            None => return Err(bad("missing scheme, expected http://HOST:PORT".to_owned())),
+        };
+        let authority = uri
+            .authority()
+            .ok_or_else(|| bad("missing host".to_owned()))?;
+        let tls = match scheme {
+            "https" => Some(Tls::new(tls, authority.host()).map_err(bad)?),
+            _ => None,
+        };
+        let host = HeaderValue::from_str(authority.as_str())
+            .map_err(|_| bad("invalid host".to_owned()))?;
+        let api_key = match api_key {
+            None => None,
+            Some(key) => Some(
+                HeaderValue::from_str(key).map_err(|_| Error::InvalidConfig {
+                    field: "api_key",
+                    reason: "not a valid header value".to_owned(),
+                })?,
+            ),
+        };
+        Ok(Self {
+            scheme_authority: format!("{scheme}://{authority}"),
+            connect_to: format!(
+                "{}:{}",
+                authority.host(),
+                authority.port_u16().unwrap_or(default_port)
+            ),
+            tls,
+            host,
+            prefix: uri.path().trim_end_matches('/').to_owned(),
+            api_key,
+            headers,
+        })
+    }
+
+    /// The request for the shared pool: absolute URI, `Host` added by the pool.
+    pub(crate) fn pooled(&self, request: &Request) -> Result<http::Request<Full<Bytes>>, Failure> {
+        let uri = format!("{}{}{}", self.scheme_authority, self.prefix, request.path);
+        let uri: Uri = uri
+            .parse()
+            .map_err(|e| Failure::Build(format!("invalid URI {uri:?}: {e}")))?;
+        self.build(request, uri, false)
+    }
+
+    /// The request with `uri`; with `host`, the `Host` header is set here (origin-form URI).
+    pub(crate) fn build(
+        &self,
+        request: &Request,
+        uri: Uri,
+        host: bool,
+    ) -> Result<http::Request<Full<Bytes>>, Failure> {
+        let mut built = http::Request::new(Full::new(request.body.clone().unwrap_or_default()));
+        *built.method_mut() = request.method.clone();
+        *built.uri_mut() = uri;
+        let headers: &mut HeaderMap = built.headers_mut();
+        if host {
+            headers.insert(HOST, self.host.clone());
+        }
+        if request.body.is_some() {
+            headers.append(CONTENT_TYPE, HeaderValue::from_static("application/json"));
+        }
+        if let Some(key) = &self.api_key {
+            headers.append(X_API_KEY, key.clone());
+        }
+        headers.append(ANTHROPIC_VERSION, HeaderValue::from_static("2023-06-01"));
+        if let Some(session) = &request.session_id {
+            let value = HeaderValue::from_str(session)
+                .map_err(|e| Failure::Build(format!("session id {session:?}: {e}")))?;
+            headers.append(X_SESSION_ID, value);
+        }
+        for (name, value) in self.headers.iter().chain(&request.headers) {
+            headers.append(name.clone(), value.clone());
+        }
+        Ok(built)
+    }
+}
+
+/// A worker's connection, opened on first use and reopened when it cannot be reused.
+#[derive(Debug, Default)]
+pub(crate) struct Conn {
+    open: Option<Open>,
+    /// The origin-form URI of the last path sent: a worker usually sends the same path again.
+    last_uri: Option<(String, Uri)>,
+}
+
+#[derive(Debug)]
+struct Open {
+    sender: SendRequest<Full<Bytes>>,
+    idle_since: Instant,
+}
+
+impl Conn {
+    /// A worker's connection; nothing is opened until the first request.
+    pub(crate) fn new() -> Self {
+        Self::default()
+    }
+
+    /// The origin-form URI for `path_and_query` (with the base URL's `prefix`).
+    pub(super) fn uri(&mut self, prefix: &str, path: &str) -> Result<Uri, Failure> {
+        if let Some((last, uri)) = &self.last_uri
+            && last == path
+        {
+            return Ok(uri.clone());
+        }
+        let uri: Uri = if prefix.is_empty() {
+            path.parse()
+        } else {
+            format!("{prefix}{path}").parse()
+        }
+        .map_err(|e| Failure::Build(format!("invalid path {path:?}: {e}")))?;
+        self.last_uri = Some((path.to_owned(), uri.clone()));
+        Ok(uri)
+    }
+
+    /// A sender ready for one request: the open connection if it can be reused, else a new one
+    /// to `endpoint`, connected (TCP and TLS) within `connect_timeout`.
+    ///
+    /// The sender is taken out: give it back with [`put_back`](Self::put_back) once its
+    /// response has been read whole.
+    pub(super) async fn checkout(
+        &mut self,
+        endpoint: &Endpoint,
+        connect_timeout: Duration,
+    ) -> Result<SendRequest<Full<Bytes>>, Failure> {
+        if let Some(mut open) = self.open.take()
+            && open.idle_since.elapsed() < IDLE_LIMIT
+            && !open.sender.is_closed()
+            && open.sender.ready().await.is_ok()
+        {
+            return Ok(open.sender);
+        }
+        connect(endpoint, connect_timeout).await
+    }
+
+    /// Keeps `sender` for the next request.
+    pub(super) fn put_back(&mut self, sender: SendRequest<Full<Bytes>>) {
+        self.open = Some(Open {
+            sender,
+            idle_since: Instant::now(),
+        });
+    }
+}
+
+/// A new connection to `endpoint`: TCP, then TLS for https, both within `connect_timeout`,
+/// then the HTTP/1 handshake.
+async fn connect(
+    endpoint: &Endpoint,
+    connect_timeout: Duration,
+) -> Result<SendRequest<Full<Bytes>>, Failure> {
+    let addr = endpoint.connect_to.as_str();
+    let started = Instant::now();
+    let stream = match tokio::time::timeout(connect_timeout, TcpStream::connect(addr)).await {
+        Ok(Ok(s)) => s,
+        Ok(Err(source)) => {
+            return Err(Failure::Connect {
+                addr: addr.to_owned(),
+                source,
+            });
+        }
+        Err(_) => {
+            return Err(Failure::ConnectTimeout {
+                addr: addr.to_owned(),
+                after: connect_timeout,
+            });
+        }
+    };
+    // Small requests must not wait for Nagle's algorithm; failure only costs latency.
+    let _ = stream.set_nodelay(true);
+    let Some(tls) = &endpoint.tls else {
+        return handshake(stream).await;
+    };
+    let left = connect_timeout.saturating_sub(started.elapsed());
+    match tokio::time::timeout(left, tls.connect(stream)).await {
+        Ok(Ok(stream)) => handshake(stream).await,
+        Ok(Err(e)) => Err(Failure::Tls {
+            addr: addr.to_owned(),
+            reason: error_chain(&e),
+        }),
+        Err(_) => Err(Failure::Tls {
+            addr: addr.to_owned(),
+            reason: format!(
+                "no handshake within the {:.1} s connect timeout",
+                connect_timeout.as_secs_f64()
+            ),
+        }),
+    }
+}
+
+/// The HTTP/1 handshake on an open connection (plain or TLS).
+async fn handshake<T>(io: T) -> Result<SendRequest<Full<Bytes>>, Failure>
+where
+    T: AsyncRead + AsyncWrite + Unpin + Send + 'static,
+{
+    let (sender, connection) = http1::handshake(TokioIo::new(io))
+        .await
+        .map_err(|e| Failure::Handshake(error_chain(&e)))?;
+    // The connection task ends when the sender is dropped or the peer closes.
+    tokio::spawn(async move {
+        let _ = connection.await;
+    });
+    Ok(sender)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn endpoint(url: &str) -> crate::Result<Endpoint> {
+        let tls = super::super::tls::config(None).expect("webpki roots");
+        Endpoint::new(url, None, Vec::new(), &tls)
+    }
+
+    #[test]
+    fn https_is_accepted_with_its_default_port() {
+        let e = endpoint("https://llm.example/v1").unwrap();
+        assert_eq!(e.connect_to, "llm.example:443");
+        assert_eq!(e.scheme_authority, "https://llm.example");
+        assert_eq!(e.prefix, "/v1");
+        assert!(e.tls.is_some());
+        let e = endpoint("https://127.0.0.1:8443").unwrap();
+        assert_eq!(e.connect_to, "127.0.0.1:8443");
+        assert!(endpoint("https://[::1]:8443").unwrap().tls.is_some());
+        let e = endpoint("http://llm.example").unwrap();
+        assert_eq!(e.connect_to, "llm.example:80");
+        assert!(e.tls.is_none());
+    }
+
+    #[test]
+    fn other_schemes_are_refused() {
+        for url in ["ftp://llm.example/", "llm.example:80", "ws://llm.example"] {
+            let err = endpoint(url).unwrap_err();
+            assert!(matches!(err, Error::InvalidUrl { .. }), "{url}: {err}");
+        }
+    }
+}
