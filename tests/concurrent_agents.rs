@@ -7,7 +7,7 @@
 
 mod common;
 
-use common::{Server, finish, overrides};
+use common::{Server, finish_streamed, overrides};
 use semantic_stress::suite;
 use serial_test::file_serial;
 
@@ -33,7 +33,7 @@ async fn test_10_agents_50_rapid_requests() {
         REQUESTS_PER_AGENT,
     )
     .await;
-    finish(&report.expect("valid settings"));
+    finish_streamed(&report.expect("valid settings"));
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -51,7 +51,7 @@ async fn test_cache_isolation_under_load() {
         TURNS,
     )
     .await;
-    finish(&report.expect("valid settings"));
+    finish_streamed(&report.expect("valid settings"));
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -69,7 +69,7 @@ async fn test_latency_remains_acceptable() {
         TURNS,
     )
     .await;
-    finish(&report.expect("valid settings"));
+    finish_streamed(&report.expect("valid settings"));
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -89,5 +89,5 @@ async fn test_cache_hit_rate_high() {
         server.target().threshold().cache_hit_rate,
     )
     .await;
-    finish(&report.expect("valid settings"));
+    finish_streamed(&report.expect("valid settings"));
 }

@@ -11,7 +11,7 @@ mod common;
 
 use std::time::Duration;
 
-use common::{Server, finish, overrides};
+use common::{Server, finish_streamed, overrides};
 use semantic_stress::suite;
 use serial_test::file_serial;
 
@@ -32,5 +32,5 @@ async fn test_realistic_conversation_patterns() {
         "test_realistic_conversation_patterns",
         span,
     );
-    finish(&report.await.expect("valid settings"));
+    finish_streamed(&report.await.expect("valid settings"));
 }

@@ -13,7 +13,9 @@ pub use load::{
     no_early_rejections, no_server_errors, only_graceful_failures, pool_reached, rejections_fast,
     rejections_seen, rejections_well_formed, served_some,
 };
-pub use server::{IsolationEvidence, accounted, health_responsive, isolation, recovery};
+pub use server::{
+    IsolationEvidence, accounted, health_responsive, isolation, queue_drained, recovery,
+};
 pub use trends::{memory_growth, no_degradation};
 
 use std::fmt;
@@ -75,6 +77,8 @@ pub enum Check {
     LoadApplied,
     /// No regression against a saved baseline report.
     BaselineRegression,
+    /// The server's own queue (`/metrics`) was empty once the load ended.
+    ServerQueueDrained,
 }
 
 impl Check {
@@ -103,6 +107,7 @@ impl Check {
         Self::NoDegradation,
         Self::ServerAlive,
         Self::BaselineRegression,
+        Self::ServerQueueDrained,
     ];
 
     /// The check's snake_case name.
@@ -132,6 +137,7 @@ impl Check {
             Self::ServerAlive => "server_alive",
             Self::LoadApplied => "load_applied",
             Self::BaselineRegression => "baseline_regression",
+            Self::ServerQueueDrained => "server_queue_drained",
         }
     }
 }

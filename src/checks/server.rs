@@ -239,3 +239,24 @@ mod accounting_tests {
         assert!(!accounted(10, 9).passed());
     }
 }
+
+/// The server's waiting queue, read from its own `/metrics`, was empty in the last sample
+/// (taken once the load had ended): nothing is left stuck. `None` when the server does not
+/// expose a queue figure: there is nothing to judge, and no verdict pretends otherwise.
+pub fn queue_drained(server: &crate::ServerMetrics) -> Option<Verdict> {
+    let last = server.summary.requests_waiting_last?;
+    Some(Verdict::new(
+        Check::ServerQueueDrained,
+        last == 0.0,
+        "0 waiting",
+        format!("{last} waiting"),
+        format!(
+            "the server's own queue after the load ({} samples; at most {} waiting during the run)",
+            server.summary.samples,
+            server
+                .summary
+                .requests_waiting_max
+                .map_or("?".to_owned(), |m| m.to_string())
+        ),
+    ))
+}

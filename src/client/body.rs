@@ -2,7 +2,7 @@
 //! Messages event stream folded event by event. Each fills in what it learned in the record
 //! and returns the [`Failure`] that ends it, if any.
 
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use bytes::Bytes;
 use http_body_util::BodyExt;
@@ -53,8 +53,8 @@ pub(crate) async fn drain_body(mut body: Incoming) -> Result<(), Failure> {
     Ok(())
 }
 
-/// Reads a non-streamed Messages reply: usage, text (up to `text_limit` bytes) and the time
-/// of its first token (the whole body).
+/// Reads a non-streamed Messages reply: usage and text (up to `text_limit` bytes). It arrives
+/// whole, so it has no first-token time: its arrival is its end.
 pub(crate) async fn read_message(
     body: Incoming,
     record: &mut RequestResult,
@@ -62,7 +62,6 @@ pub(crate) async fn read_message(
     max_tokens: u32,
 ) -> Result<(), Failure> {
     let bytes = read_body(body).await?;
-    record.first_token_at = Some(Instant::now());
     let message: MessagesResponse = serde_json::from_slice(&bytes).map_err(Failure::NotAMessage)?;
     record.usage = Some(message.usage);
     if text_limit > 0 {
@@ -75,13 +74,17 @@ pub(crate) async fn read_message(
     Ok(())
 }
 
-/// Reads a Messages event stream: chunks, usage, text (up to `text_limit` bytes) and the time
-/// of its first text delta. What arrived before a failure stays in the record.
+/// Reads a Messages event stream: chunks, usage, text (up to `text_limit` bytes) and the
+/// arrival of every text delta ([`RequestResult::delta_arrived`]; a gap over `stall` is a
+/// stall). A delta's arrival is when the network frame holding it was read: the events of one
+/// frame arrive together. What arrived before a failure stays in the record; a stream that
+/// ends without `message_stop`, or with an `error` event, is a failure.
 pub(crate) async fn read_stream(
     mut body: Incoming,
     record: &mut RequestResult,
     text_limit: usize,
     max_tokens: u32,
+    stall: Duration,
 ) -> Result<(), Failure> {
     let mut parser = Parser::new(MAX_EVENT_BYTES);
     let mut acc = Accumulator::new(text_limit);
@@ -95,6 +98,7 @@ pub(crate) async fn read_stream(
                 break;
             }
         };
+        let arrived = Instant::now();
         let Some(data) = frame.data_ref() else {
             continue;
         };
@@ -104,9 +108,7 @@ pub(crate) async fn read_stream(
         }
         for event in events.drain(..) {
             match acc.apply(&event) {
-                Ok(Step::Delta) => {
-                    record.first_token_at.get_or_insert_with(Instant::now);
-                }
+                Ok(Step::Delta) => record.delta_arrived(arrived, stall),
                 Ok(Step::Stop | Step::Nothing) => {}
                 Err(e) => {
                     failure = Some(e.into());

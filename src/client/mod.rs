@@ -14,6 +14,7 @@ mod classify;
 mod request;
 mod tls;
 mod transport;
+mod wire;
 
 use std::path::PathBuf;
 use std::sync::Arc;
@@ -27,6 +28,7 @@ use crate::anthropic::ErrorEnvelope;
 use crate::{Error, Outcome, RequestResult};
 use classify::Failure;
 use transport::{Endpoint, Pool};
+use wire::Tracked;
 
 pub use request::{Expect, Request};
 pub(crate) use transport::Conn;
@@ -42,6 +44,8 @@ pub(crate) struct ClientConfig {
     pub(crate) headers: Vec<(HeaderName, HeaderValue)>,
     pub(crate) graceful_statuses: Vec<u16>,
     pub(crate) text_limit: usize,
+    /// A gap between two content deltas longer than this is a stall.
+    pub(crate) stall_gap: Duration,
     /// PEM bundle of extra trusted CA certificates for `https://`.
     pub(crate) ca_file: Option<PathBuf>,
 }
@@ -112,14 +116,21 @@ impl Client {
         record.turn = request.turn;
         record.streamed = request.streamed();
         let timeout = self.shared.config.request_timeout;
-        let exchange = async {
-            match conn {
-                Some(conn) => self.exchange_on(conn, request, &mut record).await,
-                None => self.exchange(request, &mut record).await,
+        match conn {
+            Some(conn) => {
+                let exchange = self.exchange_on(conn, request, &mut record);
+                if tokio::time::timeout(timeout, exchange).await.is_err() {
+                    fail(&mut record, Failure::Timeout { after: timeout });
+                }
+                record.connection = conn.usage();
+                say_which_side(&mut record);
             }
-        };
-        if tokio::time::timeout(timeout, exchange).await.is_err() {
-            fail(&mut record, Failure::Timeout { after: timeout });
+            None => {
+                let exchange = self.exchange(request, &mut record);
+                if tokio::time::timeout(timeout, exchange).await.is_err() {
+                    fail(&mut record, Failure::Timeout { after: timeout });
+                }
+            }
         }
         record.finished_at = Instant::now();
         record
@@ -192,35 +203,54 @@ impl Client {
     }
 
     /// [`exchange`](Self::exchange) on `conn`; the connection is kept for the next request
-    /// only when this response was read whole.
+    /// only when this request was written whole and its response read whole.
+    ///
+    /// A request that fails on a reused connection before a byte of it was written (the
+    /// server closed the idle connection just then) goes once more on a new connection; the
+    /// record keeps why ([`ConnectionUse::moved_from_reused`](crate::ConnectionUse)). A
+    /// request of which any byte was written is never sent again.
     async fn exchange_on(&self, conn: &mut Conn, request: &Request, record: &mut RequestResult) {
         let shared = &self.shared;
-        let built = conn
-            .uri(&shared.endpoint.prefix, &request.path)
-            .and_then(|uri| shared.endpoint.build(request, uri, true));
-        let http_request = match built {
-            Ok(r) => r,
-            Err(f) => return fail(record, f),
-        };
-        let mut sender = match conn
-            .checkout(&shared.endpoint, shared.config.connect_timeout)
-            .await
-        {
-            Ok(s) => s,
-            Err(f) => return fail(record, f),
-        };
-        let response = match sender.send_request(http_request).await {
-            Ok(r) => r,
-            Err(e) => return fail(record, Failure::NoResponse(classify::error_chain(&e))),
-        };
-        self.receive(request, record, response).await;
-        let read_whole = record.status != 0
-            && !matches!(
-                record.outcome,
-                Outcome::Protocol | Outcome::Timeout | Outcome::Connect
-            );
-        if read_whole {
-            conn.put_back(sender);
+        let mut moved_from = None;
+        loop {
+            let built = conn
+                .uri(&shared.endpoint.prefix, &request.path)
+                .and_then(|uri| shared.endpoint.build(request, uri, true));
+            let http_request = match built {
+                Ok(r) => r,
+                Err(f) => return fail(record, f),
+            };
+            let mut checkout = match conn
+                .checkout(&shared.endpoint, shared.config.connect_timeout, moved_from)
+                .await
+            {
+                Ok(c) => c,
+                Err(f) => return fail(record, f),
+            };
+            let wire = checkout.wire.clone();
+            let http_request = http_request.map(|body| Tracked::new(body, wire));
+            let response = match checkout.sender.send_request(http_request).await {
+                Ok(r) => r,
+                Err(e) => {
+                    let failure = Failure::NoResponse(classify::error_chain(&e));
+                    if conn.usage().is_some_and(|u| may_send_again(&u)) {
+                        moved_from = Some(failure.to_string());
+                        continue;
+                    }
+                    return fail(record, failure);
+                }
+            };
+            self.receive(request, record, response).await;
+            let read_whole = record.status != 0
+                && !matches!(
+                    record.outcome,
+                    Outcome::Protocol | Outcome::Timeout | Outcome::Connect
+                );
+            let written_whole = conn.usage().is_some_and(|u| u.request_written);
+            if read_whole && written_whole {
+                conn.put_back(checkout);
+            }
+            return;
         }
     }
 
@@ -254,15 +284,15 @@ impl Client {
                 Expect::Message {
                     stream: true,
                     max_tokens,
-                } if is_sse => body::read_stream(body, record, text_limit, max_tokens).await,
+                } if is_sse => {
+                    let stall = self.shared.config.stall_gap;
+                    body::read_stream(body, record, text_limit, max_tokens, stall).await
+                }
                 Expect::Message { max_tokens, .. } => {
                     body::read_message(body, record, text_limit, max_tokens).await
                 }
-                Expect::Any if text_limit == 0 => body::drain_body(body).await.map(|()| {
-                    record.first_token_at = Some(Instant::now());
-                }),
+                Expect::Any if text_limit == 0 => body::drain_body(body).await,
                 Expect::Any => body::read_body(body).await.map(|bytes| {
-                    record.first_token_at = Some(Instant::now());
                     record.text = Some(classify::truncated(&bytes, text_limit));
                 }),
             };
@@ -292,8 +322,48 @@ impl Client {
     }
 }
 
+/// Whether a request that failed without a response may go once more on a new connection:
+/// only from a reused connection, only once, and only when not a byte of it was written (nor
+/// one of a response read), so that the server cannot have seen any of it.
+fn may_send_again(usage: &crate::ConnectionUse) -> bool {
+    usage.reused
+        && usage.moved_from_reused.is_none()
+        && usage.request_bytes == 0
+        && usage.response_bytes == 0
+}
+
+/// Appends to a timeout's or connect failure's message which side lost the request: how
+/// much of it was written, on which connection, and how much of a response came back.
+fn say_which_side(record: &mut RequestResult) {
+    if !matches!(record.outcome, Outcome::Timeout | Outcome::Connect) {
+        return;
+    }
+    let (Some(usage), Some(error)) = (&record.connection, &mut record.error) else {
+        return;
+    };
+    let timed_out = record.outcome == Outcome::Timeout;
+    let verdict = usage.verdict(!timed_out);
+    error.push_str(if timed_out && usage.connected {
+        " to "
+    } else {
+        "; "
+    });
+    error.push_str(&verdict);
+    if let Some(first) = &usage.moved_from_reused {
+        error.push_str(&format!(
+            " (first tried on a reused connection, which failed before a byte was written: \
+             {first})"
+        ));
+    }
+}
+
 /// Records `failure` as the request's outcome.
 fn fail(record: &mut RequestResult, failure: Failure) {
     record.outcome = failure.outcome();
     record.error = Some(failure.to_string());
 }
+
+#[cfg(test)]
+mod loopback;
+#[cfg(test)]
+mod lost_tests;

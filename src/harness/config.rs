@@ -6,7 +6,8 @@ use std::time::Duration;
 
 use http::header::{HeaderName, HeaderValue};
 
-use crate::Error;
+use crate::metrics::{DEFAULT_STALL_GAP, MetricsCollector, Slo};
+use crate::{Error, ServerMetricNames};
 
 /// Default base URL: the seed's server address.
 pub const DEFAULT_BASE_URL: &str = "http://localhost:8000";
@@ -61,6 +62,16 @@ pub struct StressConfig {
     pub seed: u64,
     /// Extra time past a run's end for in-flight requests, on top of the timeout.
     pub grace: Duration,
+    /// Whether generated Messages requests (agent turns, the suite's scenarios) ask for a
+    /// stream, as real clients do; on by default.
+    pub stream: bool,
+    /// The service-level objectives goodput is judged against.
+    pub slo: Slo,
+    /// A gap between two content deltas longer than this is a stall.
+    pub stall_gap: Duration,
+    /// The names read from the server's `GET /metrics` during runs (vLLM's by default);
+    /// `None` reads nothing.
+    pub server_metrics: Option<ServerMetricNames>,
     /// PEM bundle of CA certificates trusted for `https://`, on top of Mozilla's roots (for a
     /// private CA or a self-signed server). Read when the harness is built.
     pub ca_file: Option<PathBuf>,
@@ -90,6 +101,10 @@ impl StressConfig {
             text_limit: 4096,
             seed: 0x5eed,
             grace: Duration::from_secs(5),
+            stream: true,
+            slo: Slo::default(),
+            stall_gap: DEFAULT_STALL_GAP,
+            server_metrics: Some(ServerMetricNames::default()),
             ca_file: None,
         }
     }
@@ -99,7 +114,9 @@ impl StressConfig {
     /// `SEMANTIC_API_KEY`, `SEMANTIC_AUTH`, `SEMANTIC_HEADERS`, `SEMANTIC_STRESS_TIMEOUT`,
     /// `SEMANTIC_CONNECT_TIMEOUT`, `SEMANTIC_CA_FILE`), the sizes ([`Overrides`](crate::Overrides):
     /// `SEMANTIC_STRESS_TEST_WORKERS`, `…_RATE_LIMIT`, `…_DURATION`) and
-    /// `SEMANTIC_GRACEFUL_STATUSES` (comma list) over the defaults.
+    /// `SEMANTIC_GRACEFUL_STATUSES` (comma list), `SEMANTIC_STREAM` (`true`/`false`) and the
+    /// objectives `SEMANTIC_SLO_TTFT_MS`, `SEMANTIC_SLO_TPOT_MS`, `SEMANTIC_SLO_MAX_ITL_MS`,
+    /// `SEMANTIC_SLO_E2E_MS` (milliseconds, or `none`) over the defaults.
     ///
     /// # Errors
     ///
@@ -126,6 +143,20 @@ impl StressConfig {
                 .split(',')
                 .map(|s| parse(s.trim(), "SEMANTIC_GRACEFUL_STATUSES"))
                 .collect::<crate::Result<_>>()?;
+        }
+        if let Some(v) = get("SEMANTIC_STREAM") {
+            config.stream = parse(&v.to_ascii_lowercase(), "SEMANTIC_STREAM")?;
+        }
+        let slo = &mut config.slo;
+        for (var, limit) in [
+            ("SEMANTIC_SLO_TTFT_MS", &mut slo.ttft),
+            ("SEMANTIC_SLO_TPOT_MS", &mut slo.tpot),
+            ("SEMANTIC_SLO_MAX_ITL_MS", &mut slo.max_itl),
+            ("SEMANTIC_SLO_E2E_MS", &mut slo.e2e),
+        ] {
+            if let Some(v) = get(var) {
+                *limit = limit_ms(&v, var)?;
+            }
         }
         config.validate()?;
         Ok(config)
@@ -201,6 +232,39 @@ impl StressConfig {
         self
     }
 
+    /// Whether generated Messages requests ask for a stream (default: yes).
+    #[must_use]
+    pub fn stream(mut self, stream: bool) -> Self {
+        self.stream = stream;
+        self
+    }
+
+    /// Sets the objectives goodput is judged against.
+    #[must_use]
+    pub fn slo(mut self, slo: Slo) -> Self {
+        self.slo = slo;
+        self
+    }
+
+    /// Sets the gap between deltas above which a gap is a stall.
+    #[must_use]
+    pub fn stall_gap(mut self, gap: Duration) -> Self {
+        self.stall_gap = gap;
+        self
+    }
+
+    /// Sets the names read from the server's `/metrics` (`None`: read nothing).
+    #[must_use]
+    pub fn server_metrics(mut self, names: Option<ServerMetricNames>) -> Self {
+        self.server_metrics = names;
+        self
+    }
+
+    /// An empty collector judging goodput against these settings' objectives.
+    pub fn collector(&self) -> MetricsCollector {
+        MetricsCollector::with_slo(self.slo, self.stall_gap)
+    }
+
     /// Trusts the CA certificates of the PEM file at `path` for `https://`, on top of
     /// Mozilla's roots.
     #[must_use]
@@ -246,6 +310,9 @@ impl StressConfig {
                 format!("{:?} is longer than {MAX_DURATION:?}", self.duration),
             );
         }
+        if self.stall_gap.is_zero() {
+            return bad("stall_gap", "must be positive".to_owned());
+        }
         if self.connect_timeout.is_zero() {
             return bad("connect_timeout", "must be positive".to_owned());
         }
@@ -261,6 +328,20 @@ impl StressConfig {
         }
         Ok(())
     }
+}
+
+/// An objective in milliseconds, or `none`.
+fn limit_ms(value: &str, field: &'static str) -> crate::Result<Option<Duration>> {
+    if value.trim().eq_ignore_ascii_case("none") {
+        return Ok(None);
+    }
+    let ms: f64 = parse(value, field)?;
+    Duration::try_from_secs_f64(ms / 1e3)
+        .map(Some)
+        .map_err(|e| Error::InvalidConfig {
+            field,
+            reason: format!("{value:?}: {e}"),
+        })
 }
 
 fn parse<T: std::str::FromStr>(value: &str, field: &'static str) -> crate::Result<T>
@@ -305,6 +386,18 @@ mod tests {
         assert_eq!(c.rate_limit, Some(2.5));
         assert_eq!(c.duration, Duration::from_secs(30));
         assert_eq!(c.api_key.as_deref(), Some("k"));
+        assert!(c.stream, "streams by default");
+        let c = StressConfig::from_lookup(lookup(&[
+            ("SEMANTIC_STREAM", "False"),
+            ("SEMANTIC_SLO_TTFT_MS", "250"),
+            ("SEMANTIC_SLO_E2E_MS", "none"),
+        ]))
+        .unwrap();
+        assert!(!c.stream);
+        assert_eq!(c.slo.ttft, Some(Duration::from_millis(250)));
+        assert_eq!(c.slo.e2e, None);
+        assert_eq!(c.slo.tpot, Slo::default().tpot);
+        assert!(StressConfig::from_lookup(lookup(&[("SEMANTIC_SLO_TPOT_MS", "-3")])).is_err());
         let d = StressConfig::from_lookup(lookup(&[])).unwrap();
         assert_eq!(d.duration, DEFAULT_DURATION);
         assert_eq!(d.base_url, DEFAULT_BASE_URL);

@@ -121,6 +121,7 @@ impl StressHarness {
             headers: config.headers.clone(),
             graceful_statuses: config.graceful_statuses.clone(),
             text_limit: config.text_limit,
+            stall_gap: config.stall_gap,
             ca_file: config.ca_file.clone(),
         })?;
         Ok(Self { config, client })
@@ -274,7 +275,7 @@ impl StressHarness {
         F: Fn(Slot) -> Request + Send + Sync + 'static,
     {
         load.validate()?;
-        let sink = Arc::new(ShardedCollector::new());
+        let sink = Arc::new(ShardedCollector::new(self.config.collector()));
         let run = self.shared(self.deadline_for(&load, Instant::now()), sink.clone());
         let generator = self
             .drive(load, false, &run, move |agent, slot| {
@@ -337,6 +338,7 @@ impl StressHarness {
             options.duration,
             options.window,
             self.config.seed,
+            self.config.collector(),
         ));
         let run = self.shared(
             later(
@@ -458,6 +460,7 @@ impl StressHarness {
             sink,
             tally: Arc::new(Tally::default()),
             model: self.config.model.clone(),
+            stream: self.config.stream,
             deadline,
         })
     }

@@ -206,14 +206,20 @@ pub(crate) struct Streaming {
 impl Streaming {
     /// Aggregates for a run of `duration` in windows of `window`, all allocated now so that
     /// the harness's memory stays flat while the run goes on.
-    pub(crate) fn new(origin: Instant, duration: Duration, window: Duration, seed: u64) -> Self {
+    pub(crate) fn new(
+        origin: Instant,
+        duration: Duration,
+        window: Duration,
+        seed: u64,
+        collector: MetricsCollector,
+    ) -> Self {
         // The window count fits in usize for any accepted duration; +2 covers the partial
         // last window and in-flight requests that end after the schedule.
         let n =
             usize::try_from(duration.as_nanos() / window.as_nanos().max(1)).unwrap_or(usize::MAX);
         Self {
             state: Mutex::new((
-                MetricsCollector::new(),
+                collector,
                 WindowedSeries::new(origin, window)
                     .with_seed(seed)
                     .with_capacity(n.saturating_add(2)),
@@ -324,7 +330,13 @@ mod tests {
                 log.lock().unwrap().push(p.elapsed)
             });
         let started = Instant::now();
-        let streaming = Arc::new(Streaming::new(started, options.duration, options.window, 1));
+        let streaming = Arc::new(Streaming::new(
+            started,
+            options.duration,
+            options.window,
+            1,
+            MetricsCollector::new(),
+        ));
         let memory = Arc::new(ServerMemory::Off(None));
         let tally = Arc::new(Tally::default());
         let progress = ProgressSource::start(&options, started, &tally, &memory, &streaming)

@@ -6,6 +6,7 @@
 //! | [`Probe`] (health, pool figures) | one request through the client | first `max_samples`, the rest counted | 1 ms |
 //! | [`MemorySampler`] (RSS by pid) | `/proc` on the blocking pool | decimation, 4096 | 1 ms |
 //! | server memory from `GET /metrics` | [`Scrape`](scrape::Scrape) + [`prometheus_rss_bytes`] | decimation, 4096 | 100 ms |
+//! | the server's own counters ([`ServerScraper`](crate::ServerScraper)) | `GET /metrics`, by [`ServerMetricNames`](crate::ServerMetricNames) | decimation, 4096 | 100 ms |
 //! | progress of a sustained run | the run's counters, handed to the callback | the latest only | 100 ms |
 //!
 //! Every sampler stops the same way: a cancellation token, cancelled by `stop` (which waits

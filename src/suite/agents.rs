@@ -6,7 +6,7 @@ use std::time::Duration;
 use crate::checks::{self, Check, IsolationEvidence, Verdict};
 use crate::target::Profile;
 use crate::workload::{TextGen, canaries_in, canary};
-use crate::{Agent, Load, MetricsCollector, Outcome, Report, RequestResult};
+use crate::{Agent, Load, Outcome, Report, RequestResult};
 use tokio::sync::watch;
 
 use super::*;
@@ -19,22 +19,22 @@ pub async fn rapid_agents(
     agents: usize,
     per_agent: usize,
 ) -> crate::Result<Report> {
-    let model = target.config().model.clone();
     let harness = target.harness(|c| c.workers(agents))?;
+    let shared = Arc::new(target.clone());
     let by_agent = harness
         .run_agent_workloads(agents, move |mut agent: Agent| {
-            let model = model.clone();
+            let target = Arc::clone(&shared);
             async move {
                 for i in 0..per_agent {
                     let text = format!("Agent {} request {i}", agent.id());
-                    agent.send(message(&model, &text, 50)).await;
+                    agent.send(message(&target, &text, 50)).await;
                 }
                 agent
             }
         })
         .await;
     let results: Vec<RequestResult> = by_agent.values().flatten().cloned().collect();
-    let m = MetricsCollector::analyze(&results);
+    let m = analyze(target, &results);
     let expected = (agents * per_agent) as u64;
     let mut report = base_report(name, target);
     report
@@ -71,9 +71,13 @@ pub(crate) async fn conversations(
     agents: usize,
     turns: u32,
     prefix_words: usize,
-) -> crate::Result<(Vec<RequestResult>, IsolationEvidence)> {
-    let model = target.config().model.clone();
+) -> crate::Result<(
+    Vec<RequestResult>,
+    IsolationEvidence,
+    Option<crate::ServerMetrics>,
+)> {
     let harness = target.harness(|c| c.workers(agents))?;
+    let noise_target = target.clone();
     let background = target.harness(|c| c.workers(BACKGROUND_WORKERS))?;
     let shared_prefix = Arc::new(TextGen::new(42).words(prefix_words));
     // The first agent caches the shared prefix before the others send it, so that a server
@@ -85,7 +89,13 @@ pub(crate) async fn conversations(
     let noise_requests = (agents as u64 * u64::from(turns)).max(20);
     let noise = background.run(
         Load::closed(BACKGROUND_WORKERS, crate::Stop::requests(noise_requests)),
-        move |slot| message(&model, &TextGen::new(1000 + slot.index).words(30), 32),
+        move |slot| {
+            message(
+                &noise_target,
+                &TextGen::new(1000 + slot.index).words(30),
+                32,
+            )
+        },
     );
     let talk = harness.run_agent_workloads(agents, move |mut agent: Agent| {
         let prefix = Arc::clone(&shared_prefix);
@@ -114,7 +124,12 @@ pub(crate) async fn conversations(
             agent
         }
     });
+    let scraper = scrape(target, &harness, Duration::from_millis(250));
     let (by_agent, _) = tokio::join!(talk, noise);
+    let server = match scraper {
+        Some(s) => Some(s.stop().await),
+        None => None,
+    };
     let mut evidence = IsolationEvidence::default();
     let mut results = Vec::new();
     // Only the exact canaries of this run's agents count: a model may make up others.
@@ -148,7 +163,7 @@ pub(crate) async fn conversations(
         }
         results.extend(records.iter().cloned());
     }
-    Ok((results, evidence))
+    Ok((results, evidence, server))
 }
 
 /// Cache isolation under concurrent load, shown by pairs and canaries.
@@ -158,9 +173,10 @@ pub async fn isolation(
     agents: usize,
     turns: u32,
 ) -> crate::Result<Report> {
-    let (results, evidence) = conversations(target, agents, turns, 300).await?;
-    let m = MetricsCollector::analyze(&results);
+    let (results, evidence, server) = conversations(target, agents, turns, 300).await?;
+    let m = analyze(target, &results);
     let mut report = base_report(name, target);
+    with_server(&mut report, &m, server);
     report.config("agents", agents).config("turns", turns);
     report.figure("isolation", &evidence);
     let profile = target.profile_ref();
@@ -196,9 +212,10 @@ pub async fn latency_under_load(
     agents: usize,
     turns: u32,
 ) -> crate::Result<Report> {
-    let (results, _) = conversations(target, agents, turns, 100).await?;
-    let m = MetricsCollector::analyze(&results);
+    let (results, _, server) = conversations(target, agents, turns, 100).await?;
+    let m = analyze(target, &results);
     let mut report = base_report(name, target);
+    with_server(&mut report, &m, server);
     report.config("agents", agents).config("turns", turns);
     report.verdicts([
         checks::latency_p95(
@@ -219,25 +236,50 @@ pub async fn hit_rate(
     turns: u32,
     min: f64,
 ) -> crate::Result<Report> {
-    let (results, _) = conversations(target, agents, turns, 100).await?;
-    let m = MetricsCollector::analyze(&results);
-    let mut report = base_report(name, target);
-    report.config("agents", agents).config("turns", turns);
     let profile = target.profile_ref();
+    if !profile.usage.reports_cache() {
+        // Nothing to judge without cache figures in replies: no load is sent.
+        let mut report = base_report(name, target);
+        report.verdicts([Verdict::not_applicable(
+            Check::CacheHitRate,
+            no_cache_fields(profile),
+        )]);
+        return Ok(report);
+    }
+    let (results, _, server) = conversations(target, agents, turns, 100).await?;
+    let m = analyze(target, &results);
+    let mut report = base_report(name, target);
+    with_server(&mut report, &m, server);
+    report.config("agents", agents).config("turns", turns);
     report.verdicts([
-        if profile.usage.reports_cache() {
-            checks::cache_hit_rate(&m, min)
-        } else {
-            Verdict::not_applicable(Check::CacheHitRate, no_cache_fields(profile))
-        },
+        checks::cache_hit_rate(&m, min),
         checks::error_rate(&m, target.threshold().exhaustion_error_rate),
     ]);
     report.metrics = Some(m);
     Ok(report)
 }
 
+/// Records the server's `/metrics` in `report`, with its prefix-cache hit rate beside the
+/// client's token hit rate (the server counts tokens it found cached; the client reads
+/// `cache_read_input_tokens`), and the queue check when the server exposes its queue.
+fn with_server(report: &mut Report, m: &crate::LoadMetrics, server: Option<crate::ServerMetrics>) {
+    let Some(server) = server else {
+        return;
+    };
+    report
+        .figure(
+            "server_prefix_cache_hit_rate",
+            server.summary.prefix_cache_hit_rate,
+        )
+        .figure("client_token_hit_rate", m.cache.token_hit_rate);
+    if let Some(verdict) = checks::queue_drained(&server) {
+        report.verdicts([verdict]);
+    }
+    report.server_metrics(server);
+}
+
 /// Why a cache check does not apply: the server reports no cache figures in `usage`.
-fn no_cache_fields(profile: &Profile) -> String {
+pub(super) fn no_cache_fields(profile: &Profile) -> String {
     format!(
         "the {} profile says replies carry no cache fields, so cache hits cannot be seen",
         profile.name

@@ -69,8 +69,7 @@ pub async fn calibrate(
 ) -> crate::Result<Calibration> {
     let started = Instant::now();
     let deadline = started + budget;
-    let model = target.config().model.clone();
-    let body = message(&model, "Say something about calibration.", max_tokens);
+    let body = message(target, "Say something about calibration.", max_tokens);
     let mut requests = 0;
     let mut alone = Vec::new();
     let one = target.harness(|c| c.workers(1))?;

@@ -34,7 +34,7 @@
 use std::time::Duration;
 
 use crate::anthropic::{Message, MessagesRequest};
-use crate::{Report, Request};
+use crate::{LoadMetrics, MetricsCollector, Report, Request, RequestResult, ServerScraper};
 
 mod agents;
 mod calibrate;
@@ -66,17 +66,53 @@ const HIGH_IN_FLIGHT: usize = 256;
 /// Workers of the background traffic that runs beside multi-turn conversations.
 const BACKGROUND_WORKERS: usize = 8;
 
-/// A one-message request for `model`.
-fn message(model: &str, text: &str, max_tokens: u32) -> Request {
-    Request::messages(&MessagesRequest::new(
-        model,
-        vec![Message::user(text)],
-        max_tokens,
+/// A one-message request for the target's model, streamed when the target's settings ask for
+/// streams ([`StressConfig::stream`](crate::StressConfig::stream), the default).
+fn message(target: &Target, text: &str, max_tokens: u32) -> Request {
+    let config = target.config();
+    let mut body = MessagesRequest::new(&config.model, vec![Message::user(text)], max_tokens);
+    body.stream = config.stream;
+    Request::messages(&body)
+}
+
+/// The figures of `results`, goodput judged against the target's objectives.
+fn analyze(target: &Target, results: &[RequestResult]) -> LoadMetrics {
+    let c = target.config();
+    MetricsCollector::analyze_with(results, c.slo, c.stall_gap)
+}
+
+/// Starts reading the server's `/metrics` every `interval` when the target's settings name
+/// metrics to read.
+fn scrape(
+    target: &Target,
+    harness: &crate::StressHarness,
+    interval: Duration,
+) -> Option<ServerScraper> {
+    let names = target.config().server_metrics.clone()?;
+    Some(ServerScraper::start(
+        harness.client().clone(),
+        names,
+        std::time::Instant::now(),
+        interval,
     ))
+}
+
+/// Stops `scraper` and records what it read in `report` (aligned to its windows, if any), with
+/// the queue check when the server exposes its queue.
+async fn record_server(report: &mut Report, scraper: Option<ServerScraper>) {
+    let Some(scraper) = scraper else {
+        return;
+    };
+    let server = scraper.stop().await;
+    if let Some(verdict) = crate::checks::queue_drained(&server) {
+        report.verdicts([verdict]);
+    }
+    report.server_metrics(server);
 }
 
 fn base_report(name: &str, target: &Target) -> Report {
     let mut r = Report::new(name, target.base_url());
-    r.config("reference_server", target.is_reference());
+    r.config("reference_server", target.is_reference())
+        .config("stream", target.config().stream);
     r
 }

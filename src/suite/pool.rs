@@ -4,25 +4,33 @@ use std::time::{Duration, Instant};
 
 use crate::anthropic::{Message, MessagesRequest};
 use crate::checks::{self, Check, Verdict};
-use crate::{Load, MetricsCollector, Outcome, Probe, Report, Request, RequestResult, Stage};
+use crate::{Load, Outcome, Probe, Report, Request, RequestResult, Stage};
 
 use super::*;
 
 /// `n` identical requests at once (seed: 150, `max_tokens` 100): every one answered, no 5xx,
 /// every non-2xx a graceful rejection.
+///
+/// The one scenario whose replies never stream, whatever the target's settings: the
+/// non-streamed path stays covered (its replies have an end-to-end latency, and no TTFT).
 pub async fn concurrent_burst(target: &Target, name: &str, n: usize) -> crate::Result<Report> {
     let model = target.config().model.clone();
     let harness = target.harness(|c| c.workers(n))?;
-    let body = message(
+    let body = Request::messages(&MessagesRequest::new(
         &model,
-        "Explain how a block pool serves many agents at once.",
+        vec![Message::user(
+            "Explain how a block pool serves many agents at once.",
+        )],
         100,
-    );
+    ));
     let load = Load::closed(n, crate::Stop::requests(n as u64));
     let run = harness.run(load, move |_| body.clone()).await?;
-    let m = MetricsCollector::analyze(&run.results);
+    let m = analyze(target, &run.results);
     let mut report = base_report(name, target);
-    report.config("requests", n).config("max_tokens", 100);
+    report
+        .config("requests", n)
+        .config("max_tokens", 100)
+        .config("stream", false);
     report.verdicts([
         checks::accounted(run.sent, run.results.len() as u64),
         checks::served_some(&m, 1),
@@ -65,7 +73,6 @@ pub async fn graceful_rejection(
     }
     let sizing = Sizing::overload(target, high_rate, max_tokens).await?;
     let (high_rate, high_hold) = (sizing.rate, sizing.hold(high_hold));
-    let model = target.config().model.clone();
     let harness = target.harness(|c| c.workers(HIGH_IN_FLIGHT))?;
     let pool = profile.pool.clone();
     let health = pool.as_ref().and_then(|reading| {
@@ -77,7 +84,7 @@ pub async fn graceful_rejection(
         ))
     });
     let body = message(
-        &model,
+        target,
         "Write a long story about caches and agents.",
         max_tokens,
     );
@@ -110,7 +117,7 @@ pub async fn graceful_rejection(
     run.sent += high_run.sent;
     run.results.extend(high_run.results);
     run.generator = high_run.generator;
-    let m = MetricsCollector::analyze(&run.results);
+    let m = analyze(target, &run.results);
     let util: Vec<(Instant, f64)> = match &pool {
         Some(reading) => probes
             .iter()
@@ -220,7 +227,6 @@ pub async fn no_crash(
 ) -> crate::Result<Report> {
     let sizing = Sizing::overload(target, rate, 100).await?;
     let (rate, duration) = (sizing.rate, sizing.hold(duration));
-    let model = target.config().model.clone();
     let workers = 256;
     let harness = target.harness(|c| c.workers(workers))?;
     let liveness = target.profile_ref().liveness.clone();
@@ -233,7 +239,7 @@ pub async fn no_crash(
         )
     });
     let body = message(
-        &model,
+        target,
         "Keep answering while the pool is under pressure.",
         100,
     );
@@ -262,7 +268,7 @@ pub async fn no_crash(
         ),
     };
     let alive = target.is_alive();
-    let m = MetricsCollector::analyze(&run.results);
+    let m = analyze(target, &run.results);
     let mut report = base_report(name, target);
     report
         .config("rate_per_s", rate)
@@ -299,13 +305,12 @@ pub async fn recovery(
     if !target.profile_ref().rejection.capacity {
         return Ok(queues_instead(target, name, &[Check::PoolRecovery]));
     }
-    let model = target.config().model.clone();
     let harness = target.harness(|c| c.workers(200))?;
     // Every request is a new agent, as after a real burst of users: a server that never frees
     // their blocks (or never evicts idle caches) cannot admit anyone new.
     let tag = format!("{:x}", std::process::id());
     let normal = |who: &str| {
-        message(&model, "Is the pool back to normal?", 20).session(format!("{who}-{tag}"))
+        message(target, "Is the pool back to normal?", 20).session(format!("{who}-{tag}"))
     };
     let mut baseline = Vec::new();
     for i in 0..5 {
@@ -316,9 +321,9 @@ pub async fn recovery(
                 .await,
         );
     }
-    let base = MetricsCollector::analyze(&baseline);
+    let base = analyze(target, &baseline);
     let heavy = message(
-        &model,
+        target,
         "Write a very long story about caches and agents.",
         400,
     );
@@ -331,7 +336,7 @@ pub async fn recovery(
                 .session(format!("sat-{sat_tag}-{}", slot.index))
         })
         .await?;
-    let sat = MetricsCollector::analyze(&saturation.results);
+    let sat = analyze(target, &saturation.results);
     let stopped = Instant::now();
     let limit =
         (base.success_latency.p50 * 3).max(base.success_latency.p50 + Duration::from_millis(100));
@@ -395,7 +400,7 @@ pub async fn streams(
     let request = Request::messages(&body);
     let load = Load::closed(concurrency, crate::Stop::requests(n as u64));
     let run = harness.run(load, move |_| request.clone()).await?;
-    let m = MetricsCollector::analyze(&run.results);
+    let m = analyze(target, &run.results);
     let mut report = base_report(name, target);
     report.config("requests", n).config("stream", true);
     report.verdicts([

@@ -5,7 +5,7 @@ use std::time::{Duration, Instant};
 
 use crate::checks::{self};
 use crate::workload::TextGen;
-use crate::{Agent, MetricsCollector, Report};
+use crate::{Agent, Report};
 
 use super::*;
 
@@ -59,6 +59,7 @@ pub async fn sustained(
     // Warm-up covers the workload's own ramp: conversations reach their steady-state length
     // (at most 16 turns at about one turn per agent per second) within 20 s.
     options.warmup = options.window.max(SUSTAINED_WARMUP).min(duration / 2);
+    let scraper = scrape(target, &harness, options.memory_interval.max(SCRAPE_FLOOR));
     let sustained = harness
         .run_sustained(options.clone(), |mut agent: Agent, slot| async move {
             // Conversations end at random (one in eight turns, at most 16), so the agents are
@@ -88,6 +89,7 @@ pub async fn sustained(
         checks::accounted(sustained.sent, sustained.load.total),
         checks::load_applied(answered, offered, MIN_LOAD_APPLIED),
     ]);
+    record_server(&mut report, scraper).await;
     report.metrics = Some(sustained.load.clone());
     report.generator = Some(sustained.generator.clone());
     Ok(SustainedRun {
@@ -106,6 +108,7 @@ pub async fn realistic(target: &Target, name: &str, span: Duration) -> crate::Re
     let sampler = target.server_pid().and_then(|pid| {
         crate::MemorySampler::start(pid, (span / 100).max(Duration::from_millis(100))).ok()
     });
+    let scraper = scrape(target, &harness, (span / 100).max(SCRAPE_FLOOR));
     let started = Instant::now();
     let by_agent = harness
         .run_agent_workloads(n, move |mut agent: Agent| {
@@ -140,7 +143,7 @@ pub async fn realistic(target: &Target, name: &str, span: Duration) -> crate::Re
     let mut per_profile = serde_json::Map::new();
     let mut verdicts = Vec::new();
     for (id, records) in &by_agent {
-        let m = MetricsCollector::analyze(records);
+        let m = analyze(target, records);
         // Agent ids end in the agent's index, which picked its profile.
         let index: usize = id
             .rsplit('-')
@@ -156,7 +159,8 @@ pub async fn realistic(target: &Target, name: &str, span: Duration) -> crate::Re
                 "successful": m.successful,
                 "p50_ms": m.success_latency.p50.as_secs_f64() * 1000.0,
                 "p95_ms": m.success_latency.p95.as_secs_f64() * 1000.0,
-                "ttft_p50_ms": m.ttft.p50.as_secs_f64() * 1000.0,
+                "ttft_p50_ms": m.serving.ttft.map(|t| t.p50.as_secs_f64() * 1000.0),
+                "tpot_p50_ms": m.serving.tpot.map(|t| t.p50.as_secs_f64() * 1000.0),
                 "request_hit_rate": m.cache.request_hit_rate,
                 "token_hit_rate": m.cache.token_hit_rate,
                 "prompt_tokens": m.cache.prompt_tokens,
@@ -164,11 +168,20 @@ pub async fn realistic(target: &Target, name: &str, span: Duration) -> crate::Re
         );
         verdicts.push(checks::completed(&m, m.total.max(1)).about(profile));
         if profile == "long_context_occasional" {
-            verdicts.push(checks::cache_hit_rate(&m, 0.8).about(profile));
+            let server = target.profile_ref();
+            verdicts.push(if server.usage.reports_cache() {
+                checks::cache_hit_rate(&m, target.threshold().cache_hit_rate).about(profile)
+            } else {
+                crate::checks::Verdict::not_applicable(
+                    crate::checks::Check::CacheHitRate,
+                    super::agents::no_cache_fields(server),
+                )
+                .about(profile)
+            });
         }
         all.extend(records.iter().cloned());
     }
-    let m = MetricsCollector::analyze(&all);
+    let m = analyze(target, &all);
     let window = (span / 10).max(Duration::from_secs(1));
     let mut windows = crate::metrics::WindowedSeries::new(started, window);
     for r in &all {
@@ -188,9 +201,13 @@ pub async fn realistic(target: &Target, name: &str, span: Duration) -> crate::Re
     report.figure("profiles", per_profile);
     verdicts.push(checks::all_answered(&m));
     report.verdicts(verdicts);
+    record_server(&mut report, scraper).await;
     report.metrics = Some(m);
     Ok(report)
 }
+
+/// Shortest interval between `/metrics` reads of a timed run.
+const SCRAPE_FLOOR: Duration = Duration::from_millis(250);
 
 /// `pause`, cut short at `end`.
 fn until(end: Instant, pause: Duration) -> Duration {

@@ -168,8 +168,8 @@ impl Target {
         &self.config
     }
 
-    /// A harness with `adjust` applied to this target's settings (the profile's rejection
-    /// statuses count as rejections).
+    /// A harness with `adjust` applied to this target's settings (reading the server metrics
+    /// the profile names).
     ///
     /// # Errors
     /// [`Error::InvalidConfig`](crate::Error::InvalidConfig) or
@@ -178,7 +178,11 @@ impl Target {
         &self,
         adjust: impl FnOnce(StressConfig) -> StressConfig,
     ) -> crate::Result<StressHarness> {
-        StressHarness::new(adjust(self.config.clone()))
+        let config = self
+            .config
+            .clone()
+            .server_metrics(self.profile.server_metrics.clone());
+        StressHarness::new(adjust(config))
     }
 
     /// Whether the server process is still running: `true` when its pid is unknown (nothing

@@ -8,7 +8,7 @@ use std::path::Path;
 use http::{HeaderName, HeaderValue, Method};
 use serde::{Deserialize, Serialize};
 
-use crate::{Client, Error, Request};
+use crate::{Client, Error, Request, ServerMetricNames};
 
 /// Built-in profiles, by name: the TOML files under `profiles/`.
 const BUILT_IN: &[(&str, &str)] = &[
@@ -263,6 +263,10 @@ pub struct Profile {
     pub rejection: Rejection,
     /// How to reset the server's caches after a test; `None` when there is no way.
     pub reset: Option<Reset>,
+    /// The names of the server's own serving metrics on `GET /metrics` (KV usage, prefix-cache
+    /// hits and queries, requests running and waiting, preemptions); `None`: none are read.
+    #[serde(default)]
+    pub server_metrics: Option<ServerMetricNames>,
 }
 
 impl Profile {
@@ -397,6 +401,7 @@ impl Profile {
                 statuses: default_statuses(),
             },
             reset: None,
+            server_metrics: None,
         }
     }
 }

@@ -236,3 +236,19 @@ pub fn finish(report: &Report) {
 fn allow_inconclusive() -> bool {
     std::env::var("SEMANTIC_ALLOW_INCONCLUSIVE").is_ok_and(|v| v.trim() == "1")
 }
+
+/// [`finish`], after checking that the run streamed: its report has time to first token,
+/// inter-token latency and time per output token (agents stream, as real clients do).
+pub fn finish_streamed(report: &Report) {
+    let serving = report
+        .metrics
+        .as_ref()
+        .map(|m| &m.serving)
+        .unwrap_or_else(|| panic!("{}: no load figures", report.name));
+    assert!(
+        serving.ttft.is_some() && serving.itl.is_some() && serving.tpot.is_some(),
+        "{}: TTFT, ITL and TPOT must be measured for streamed agents: {serving:?}",
+        report.name
+    );
+    finish(report);
+}
