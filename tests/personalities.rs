@@ -293,15 +293,16 @@ const TABLE: &[Expected] = &[
         HitRate,
         &[(CacheHitRate, NA)],
         &[(CacheHitRate, FAIL)],
-        "undeclared, wrong verdict: the prefix cache hits, but usage has no cache fields",
+        "undeclared, wrong verdict: the prefix cache hits, but usage has no cache fields \
+         (declared: no load is sent, nothing applies)",
     ),
     row(
         "vllm",
         Realistic,
+        &[(CacheHitRate, NA)],
         &[(CacheHitRate, FAIL)],
-        &[(CacheHitRate, FAIL)],
-        "wrong verdict, declared too: the long-context profile's hit rate is judged from usage, \
-         which has no cache fields (the hit-rate scenario says not applicable)",
+        "undeclared, wrong verdict: the long-context agent's hit rate is judged from usage, which \
+         has no cache fields",
     ),
 ];
 
