@@ -51,7 +51,8 @@ impl Target {
 
     /// The target the environment names ([`TargetSettings::from_env`]: `SEMANTIC_BASE_URL`,
     /// `SEMANTIC_MODEL`, `SEMANTIC_API_KEY`, `SEMANTIC_PROFILE`, `SEMANTIC_TARGET_FILE`, …).
-    /// A profile of `auto` is detected by probing the server (bounded).
+    /// A profile of `auto` — the default when a base URL is given and no profile is — is
+    /// detected by probing the server (bounded).
     ///
     /// # Errors
     /// [`Error::InvalidConfig`](crate::Error::InvalidConfig) naming the variable whose value
@@ -74,7 +75,13 @@ impl Target {
             .pid(settings.server_pid)
             .admin_key(settings.admin_key.clone());
         target.thresholds = settings.thresholds;
-        match settings.profile.as_deref() {
+        // A server named by URL alone is probed for its profile: assuming the contract of a
+        // server that does not keep it would judge the suite's assumptions, not the server.
+        let profile = settings
+            .profile
+            .as_deref()
+            .or(settings.base_url.is_some().then_some("auto"));
+        match profile {
             None => {}
             Some("auto") => {
                 let harness = target.harness(|c| c.workers(1).timeout(RESET_TIMEOUT))?;

@@ -122,7 +122,7 @@ impl Thresholds {
 /// | `SEMANTIC_STRESS_TIMEOUT` | `timeout_s` | request timeout, seconds (default 30) |
 /// | `SEMANTIC_CONNECT_TIMEOUT` | `connect_timeout_s` | connect timeout, seconds (default 5) |
 /// | `SEMANTIC_CA_FILE` | `ca_file` | PEM bundle of CA certificates trusted for `https://`, on top of Mozilla's roots |
-/// | `SEMANTIC_PROFILE` | `profile` | server profile: a built-in name, a TOML file, or `auto` |
+/// | `SEMANTIC_PROFILE` | `profile` | server profile: a built-in name, a TOML file, or `auto` (the default with a base URL) |
 /// | `SEMANTIC_SERVER_PID` | `server_pid` | server process, for memory sampling |
 /// | `SEMANTIC_ADMIN_KEY` | `admin_key` | admin key for the profile's cache reset |
 /// | — | `[thresholds]` | per-test [`Thresholds`] (the seed's values by default) |
