@@ -35,6 +35,9 @@ pub struct Calibration {
     pub complete: bool,
     /// Requests sent by the calibration.
     pub requests: u64,
+    /// The first request that failed, if one did (status and error): a calibration whose
+    /// requests all failed measured nothing (a wrong model name, a missing key…).
+    pub first_failure: Option<String>,
     /// How long it took.
     #[serde(rename = "elapsed_ms", with = "millis")]
     pub elapsed: Duration,
@@ -71,6 +74,16 @@ pub async fn calibrate(
     let deadline = started + budget;
     let body = message(target, "Say something about calibration.", max_tokens);
     let mut requests = 0;
+    let mut first_failure = None;
+    let mut note = |r: &crate::RequestResult| {
+        if r.outcome != Outcome::Success && first_failure.is_none() {
+            first_failure = Some(format!(
+                "status {}: {}",
+                r.status,
+                r.error.as_deref().unwrap_or("no detail")
+            ));
+        }
+    };
     let mut alone = Vec::new();
     let one = target.harness(|c| c.workers(1))?;
     for _ in 0..3 {
@@ -79,6 +92,7 @@ pub async fn calibrate(
         }
         let r = one.client().send(&body, Instant::now()).await;
         requests += 1;
+        note(&r);
         if r.outcome == Outcome::Success {
             alone.push(r);
         }
@@ -122,6 +136,7 @@ pub async fn calibrate(
             )
             .await?;
         requests += run.sent;
+        run.results.iter().for_each(&mut note);
         let m = MetricsCollector::analyze(&run.results);
         let span = run
             .results
@@ -161,6 +176,7 @@ pub async fn calibrate(
         peak_pool_utilization,
         complete,
         requests,
+        first_failure,
         elapsed: started.elapsed(),
     })
 }
