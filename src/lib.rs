@@ -75,7 +75,7 @@ mod harness;
 mod memory;
 mod probe;
 
-pub use client::{Client, Expect, Request};
+pub use client::{Client, Expect, Request, ResponseLimits};
 pub use error::{Error, Result};
 pub use harness::{
     Agent, Arrivals, GeneratorStats, Load, Overrides, Pacing, RunResults, Slot, Stage, Stop,

@@ -1,6 +1,7 @@
 //! Body readers: a whole body (bounded), a body drained unread, a Messages reply, and a
 //! Messages event stream folded event by event. Each fills in what it learned in the record
-//! and returns the [`Failure`] that ends it, if any.
+//! and returns the [`Failure`] that ends it, if any. Every bound comes from
+//! [`ResponseLimits`].
 
 use std::time::Instant;
 
@@ -8,27 +9,21 @@ use bytes::Bytes;
 use http_body_util::BodyExt;
 use hyper::body::Incoming;
 
+use super::ResponseLimits;
 use super::classify::{Failure, error_chain, truncated};
 use crate::RequestResult;
 use crate::anthropic::MessagesResponse;
 use crate::anthropic::sse::{Event, Parser};
 use crate::anthropic::stream::{Accumulator, Step};
 
-/// Largest non-streamed body read, in bytes; a larger one is a protocol failure.
-pub(crate) const MAX_BODY_BYTES: usize = 8 << 20;
-/// Largest single server-sent event, in bytes.
-pub(crate) const MAX_EVENT_BYTES: usize = 1 << 20;
-
-/// Reads a whole body, at most [`MAX_BODY_BYTES`].
-pub(crate) async fn read_body(mut body: Incoming) -> Result<Bytes, Failure> {
+/// Reads a whole body of at most `limit` bytes.
+pub(crate) async fn read_body(mut body: Incoming, limit: usize) -> Result<Bytes, Failure> {
     let mut buf = Vec::new();
     while let Some(frame) = body.frame().await {
         let frame = frame.map_err(|e| Failure::BodyCut(error_chain(&e)))?;
         if let Some(data) = frame.data_ref() {
-            if buf.len() + data.len() > MAX_BODY_BYTES {
-                return Err(Failure::BodyTooLarge {
-                    limit: MAX_BODY_BYTES,
-                });
+            if buf.len().saturating_add(data.len()) > limit {
+                return Err(Failure::BodyTooLarge { limit });
             }
             buf.extend_from_slice(data);
         }
@@ -36,71 +31,111 @@ pub(crate) async fn read_body(mut body: Incoming) -> Result<Bytes, Failure> {
     Ok(Bytes::from(buf))
 }
 
-/// Reads a body to its end without keeping it (same size bound as [`read_body`]).
-pub(crate) async fn drain_body(mut body: Incoming) -> Result<(), Failure> {
+/// Reads a body of at most `limit` bytes to its end without keeping it.
+pub(crate) async fn drain_body(mut body: Incoming, limit: usize) -> Result<(), Failure> {
     let mut len = 0usize;
     while let Some(frame) = body.frame().await {
         let frame = frame.map_err(|e| Failure::BodyCut(error_chain(&e)))?;
         if let Some(data) = frame.data_ref() {
-            len += data.len();
-            if len > MAX_BODY_BYTES {
-                return Err(Failure::BodyTooLarge {
-                    limit: MAX_BODY_BYTES,
-                });
+            len = len.saturating_add(data.len());
+            if len > limit {
+                return Err(Failure::BodyTooLarge { limit });
             }
         }
     }
     Ok(())
 }
 
+/// What a reply must be: how much text to keep and the `max_tokens` asked for.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct Reading {
+    pub(crate) text_limit: usize,
+    pub(crate) max_tokens: u32,
+    pub(crate) limits: ResponseLimits,
+}
+
 /// Reads a non-streamed Messages reply: usage, text (up to `text_limit` bytes) and the time
-/// of its first token (the whole body).
+/// of its first token (the whole body). Returns the message id.
 pub(crate) async fn read_message(
     body: Incoming,
     record: &mut RequestResult,
-    text_limit: usize,
-    max_tokens: u32,
-) -> Result<(), Failure> {
-    let bytes = read_body(body).await?;
+    reading: Reading,
+) -> Result<String, Failure> {
+    let bytes = read_body(body, reading.limits.body_bytes).await?;
     record.first_token_at = Some(Instant::now());
     let message: MessagesResponse = serde_json::from_slice(&bytes).map_err(Failure::NotAMessage)?;
     record.usage = Some(message.usage);
-    if text_limit > 0 {
+    if reading.text_limit > 0 {
         let text = message.text();
-        record.text = Some(truncated(text.as_bytes(), text_limit));
+        record.text = Some(truncated(text.as_bytes(), reading.text_limit));
     }
-    if max_tokens > 0 && message.usage.output_tokens == 0 {
+    if reading.max_tokens > 0 && message.usage.output_tokens == 0 {
         return Err(Failure::ZeroOutput { streamed: false });
     }
-    Ok(())
+    Ok(message.id)
 }
 
 /// Reads a Messages event stream: chunks, usage, text (up to `text_limit` bytes) and the time
-/// of its first text delta. What arrived before a failure stays in the record.
+/// of its first text delta. What arrived before a failure stays in the record. Returns the
+/// message id (empty when `message_start` had none).
 pub(crate) async fn read_stream(
+    body: Incoming,
+    record: &mut RequestResult,
+    reading: Reading,
+) -> Result<String, Failure> {
+    let mut acc = Accumulator::new(reading.text_limit);
+    let failure = fold_stream(body, record, reading.limits, &mut acc).await;
+    record.chunks = acc.chunks;
+    record.usage = acc.started.then_some(acc.usage);
+    if reading.text_limit > 0 {
+        record.text = Some(std::mem::take(&mut acc.text));
+    }
+    match failure {
+        Some(f) => Err(f),
+        None if !acc.stopped => Err(Failure::StreamWithoutStop),
+        None if reading.max_tokens > 0 && acc.usage.output_tokens == 0 => {
+            Err(Failure::ZeroOutput { streamed: true })
+        }
+        None => Ok(acc.id.unwrap_or_default()),
+    }
+}
+
+/// Feeds the stream's bytes to `acc` until it ends or a bound or an error stops it.
+async fn fold_stream(
     mut body: Incoming,
     record: &mut RequestResult,
-    text_limit: usize,
-    max_tokens: u32,
-) -> Result<(), Failure> {
-    let mut parser = Parser::new(MAX_EVENT_BYTES);
-    let mut acc = Accumulator::new(text_limit);
+    limits: ResponseLimits,
+    acc: &mut Accumulator,
+) -> Option<Failure> {
+    let mut parser = Parser::new(limits.event_bytes);
     let mut events: Vec<Event> = Vec::new();
-    let mut failure: Option<Failure> = None;
-    'read: while let Some(frame) = body.frame().await {
+    let mut n_events = 0u64;
+    // One timer for the whole stream, pushed back whenever bytes arrive.
+    let idle = tokio::time::sleep_until(idle_deadline(limits.stream_idle));
+    tokio::pin!(idle);
+    loop {
+        let frame = tokio::select! {
+            biased;
+            frame = body.frame() => frame,
+            () = &mut idle => return Some(Failure::StreamIdle { after: limits.stream_idle }),
+        };
         let frame = match frame {
-            Ok(f) => f,
-            Err(e) => {
-                failure = Some(Failure::StreamCut(error_chain(&e)));
-                break;
-            }
+            None => return None,
+            Some(Ok(f)) => f,
+            Some(Err(e)) => return Some(Failure::StreamCut(error_chain(&e))),
         };
         let Some(data) = frame.data_ref() else {
             continue;
         };
+        idle.as_mut().reset(idle_deadline(limits.stream_idle));
         if let Err(e) = parser.feed(data, &mut events) {
-            failure = Some(e.into());
-            break;
+            return Some(e.into());
+        }
+        n_events = n_events.saturating_add(events.len() as u64);
+        if n_events > limits.stream_events {
+            return Some(Failure::StreamTooLong {
+                limit: limits.stream_events,
+            });
         }
         for event in events.drain(..) {
             match acc.apply(&event) {
@@ -108,24 +143,15 @@ pub(crate) async fn read_stream(
                     record.first_token_at.get_or_insert_with(Instant::now);
                 }
                 Ok(Step::Stop | Step::Nothing) => {}
-                Err(e) => {
-                    failure = Some(e.into());
-                    break 'read;
-                }
+                Err(e) => return Some(e.into()),
             }
         }
     }
-    record.chunks = acc.chunks;
-    record.usage = acc.started.then_some(acc.usage);
-    if text_limit > 0 {
-        record.text = Some(std::mem::take(&mut acc.text));
-    }
-    match failure {
-        Some(f) => Err(f),
-        None if !acc.stopped => Err(Failure::StreamWithoutStop),
-        None if max_tokens > 0 && acc.usage.output_tokens == 0 => {
-            Err(Failure::ZeroOutput { streamed: true })
-        }
-        None => Ok(()),
-    }
+}
+
+/// `now + idle`, or a year ahead when that would overflow.
+fn idle_deadline(idle: std::time::Duration) -> tokio::time::Instant {
+    let now = tokio::time::Instant::now();
+    now.checked_add(idle)
+        .unwrap_or_else(|| now + std::time::Duration::from_secs(365 * 24 * 3600))
 }

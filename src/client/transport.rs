@@ -23,7 +23,7 @@
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
-use http::header::{CONTENT_TYPE, HOST, HeaderName, HeaderValue};
+use http::header::{ACCEPT_ENCODING, CONTENT_TYPE, HOST, HeaderName, HeaderValue};
 use http::{HeaderMap, Uri};
 use http_body_util::Full;
 use hyper::client::conn::http1::{self, SendRequest};
@@ -48,12 +48,17 @@ pub(crate) const IDLE_LIMIT: Duration = Duration::from_secs(4);
 /// The shared connection pool.
 pub(crate) type Pool = HyperClient<HttpConnector, Full<Bytes>>;
 
-/// A pool of at most `idle` idle connections, connecting within `connect_timeout`.
-pub(crate) fn pool(idle: usize, connect_timeout: Duration) -> Pool {
+/// hyper's smallest read buffer bound (its builders panic below it).
+const MIN_BUF_BYTES: usize = 8192;
+
+/// A pool of at most `idle` idle connections, connecting within `connect_timeout`, reading
+/// response heads of at most `max(head_bytes, 8 KiB)`.
+pub(crate) fn pool(idle: usize, connect_timeout: Duration, head_bytes: usize) -> Pool {
     let mut connector = HttpConnector::new();
     connector.set_nodelay(true);
     connector.set_connect_timeout(Some(connect_timeout));
     HyperClient::builder(TokioExecutor::new())
+        .http1_max_buf_size(head_bytes.max(MIN_BUF_BYTES))
         .pool_idle_timeout(IDLE_LIMIT)
         .pool_timer(TokioTimer::new())
         .pool_max_idle_per_host(idle.max(1))
@@ -151,6 +156,8 @@ impl Endpoint {
             headers.append(X_API_KEY, key.clone());
         }
         headers.append(ANTHROPIC_VERSION, HeaderValue::from_static("2023-06-01"));
+        // Bodies are read as sent: a content coding the harness would have to undo is refused.
+        headers.append(ACCEPT_ENCODING, HeaderValue::from_static("identity"));
         if let Some(session) = &request.session_id {
             let value = HeaderValue::from_str(session)
                 .map_err(|e| Failure::Build(format!("session id {session:?}: {e}")))?;
@@ -169,6 +176,8 @@ pub(crate) struct Conn {
     open: Option<Open>,
     /// The origin-form URI of the last path sent: a worker usually sends the same path again.
     last_uri: Option<(String, Uri)>,
+    /// The message id of the last reply read on this worker's connections.
+    pub(super) last_id: Option<String>,
 }
 
 #[derive(Debug)]
@@ -201,7 +210,8 @@ impl Conn {
     }
 
     /// A sender ready for one request: the open connection if it can be reused, else a new one
-    /// to `addr` (`host:port`), connected within `connect_timeout`.
+    /// to `addr` (`host:port`), connected within `connect_timeout`, reading response heads of
+    /// at most `head_bytes`.
     ///
     /// The sender is taken out: give it back with [`put_back`](Self::put_back) once its
     /// response has been read whole.
@@ -209,6 +219,7 @@ impl Conn {
         &mut self,
         addr: &str,
         connect_timeout: Duration,
+        head_bytes: usize,
     ) -> Result<SendRequest<Full<Bytes>>, Failure> {
         if let Some(mut open) = self.open.take()
             && open.idle_since.elapsed() < IDLE_LIMIT
@@ -217,7 +228,7 @@ impl Conn {
         {
             return Ok(open.sender);
         }
-        connect(addr, connect_timeout).await
+        connect(addr, connect_timeout, head_bytes).await
     }
 
     /// Keeps `sender` for the next request.
@@ -232,6 +243,7 @@ impl Conn {
 async fn connect(
     addr: &str,
     connect_timeout: Duration,
+    head_bytes: usize,
 ) -> Result<SendRequest<Full<Bytes>>, Failure> {
     let stream = match tokio::time::timeout(connect_timeout, TcpStream::connect(addr)).await {
         Ok(Ok(s)) => s,
@@ -250,7 +262,10 @@ async fn connect(
     };
     // Small requests must not wait for Nagle's algorithm; failure only costs latency.
     let _ = stream.set_nodelay(true);
-    let (sender, connection) = http1::handshake(TokioIo::new(stream))
+    let (sender, connection) = http1::Builder::new()
+        .max_buf_size(head_bytes.max(MIN_BUF_BYTES))
+        .max_header_size(head_bytes)
+        .handshake(TokioIo::new(stream))
         .await
         .map_err(|e| Failure::Handshake(error_chain(&e)))?;
     // The connection task ends when the sender is dropped or the peer closes.

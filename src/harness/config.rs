@@ -5,7 +5,7 @@ use std::time::Duration;
 
 use http::header::{HeaderName, HeaderValue};
 
-use crate::Error;
+use crate::{Error, ResponseLimits};
 
 /// Default base URL: the seed's server address.
 pub const DEFAULT_BASE_URL: &str = "http://localhost:8000";
@@ -59,6 +59,8 @@ pub struct StressConfig {
     pub seed: u64,
     /// Extra time past a run's end for in-flight requests, on top of the timeout.
     pub grace: Duration,
+    /// Bounds on what one response may make the harness read and hold.
+    pub limits: ResponseLimits,
 }
 
 impl Default for StressConfig {
@@ -85,6 +87,7 @@ impl StressConfig {
             text_limit: 4096,
             seed: 0x5eed,
             grace: Duration::from_secs(5),
+            limits: ResponseLimits::default(),
         }
     }
 
@@ -193,6 +196,13 @@ impl StressConfig {
         self
     }
 
+    /// Sets the bounds on one response.
+    #[must_use]
+    pub fn limits(mut self, limits: ResponseLimits) -> Self {
+        self.limits = limits;
+        self
+    }
+
     /// Sets the seed of random choices.
     #[must_use]
     pub fn seed(mut self, seed: u64) -> Self {
@@ -230,6 +240,7 @@ impl StressConfig {
                 format!("{:?} is longer than {MAX_DURATION:?}", self.duration),
             );
         }
+        self.limits.validate()?;
         if self.connect_timeout.is_zero() {
             return bad("connect_timeout", "must be positive".to_owned());
         }

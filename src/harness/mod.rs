@@ -120,6 +120,7 @@ impl StressHarness {
             headers: config.headers.clone(),
             graceful_statuses: config.graceful_statuses.clone(),
             text_limit: config.text_limit,
+            limits: config.limits,
         })?;
         Ok(Self { config, client })
     }
