@@ -29,6 +29,8 @@
 //! # }
 //! ```
 
+pub mod chaos;
+
 mod agents;
 mod app;
 mod cli;
