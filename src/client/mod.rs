@@ -13,6 +13,8 @@ mod body;
 mod classify;
 mod limits;
 mod request;
+#[cfg(test)]
+mod tests;
 mod transport;
 
 use std::sync::Arc;
