@@ -145,16 +145,22 @@ impl Failure {
 
 /// The failure of a request that got no usable response head: `err` (a hyper or pool error)
 /// is a head too large or not HTTP when hyper says so anywhere in its chain, else no response.
+///
+/// hyper tells a head too large apart only with its `server` feature
+/// (`Error::is_parse_too_large`), which a client should not pull in: its message, "message
+/// head is too large", is matched instead (`tests/hostile.rs` fails if it changes).
 pub(crate) fn no_response(err: &(dyn std::error::Error + 'static), head_limit: usize) -> Failure {
     let mut cause = Some(err);
     while let Some(e) = cause {
-        if let Some(h) = e.downcast_ref::<hyper::Error>() {
-            if h.is_parse_too_large() {
-                return Failure::HeadTooLarge { limit: head_limit };
-            }
-            if h.is_parse() || h.is_parse_status() {
-                return Failure::BadHead(error_chain(h));
-            }
+        if let Some(h) = e.downcast_ref::<hyper::Error>()
+            && (h.is_parse() || h.is_parse_status())
+        {
+            let chain = error_chain(h);
+            return if chain.contains("too large") {
+                Failure::HeadTooLarge { limit: head_limit }
+            } else {
+                Failure::BadHead(chain)
+            };
         }
         cause = e.source();
     }
