@@ -58,5 +58,5 @@ pub use config::{KvDtype, ModelSpec, PoolGeometry, Profile, ServerConfig, TOKENS
 pub use error::{Error, Result};
 pub use fault::{Fault, ParseFaultError};
 pub use response::Body;
-pub use serve::ReferenceServer;
+pub use serve::{ConnectionLimits, ReferenceServer};
 pub use stats::{AgentStats, PoolStats, Stats};
