@@ -41,7 +41,9 @@ use crate::Error;
 /// Pause after a failed `accept` (e.g. out of file descriptors) before trying again.
 const ACCEPT_BACKOFF: Duration = Duration::from_millis(10);
 
-/// Bounds on connections, whatever their clients do (see the [module docs](self)).
+/// Bounds on connections, whatever their clients do: with them and the server settings
+/// (keep-alive timeout, body limit), every way a client can hold the server's resources is
+/// bounded. The behaviours each bound answers are listed in `docs/hostile.md`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct ConnectionLimits {
     /// Connections served at once; one more is closed as soon as it is accepted. Default

@@ -12,7 +12,12 @@ use std::time::Duration;
 
 use crate::Error;
 
-/// Bounds on one response (see the [module docs](self)).
+/// Bounds on what one response may make the harness read and hold, whatever the server sends.
+///
+/// Each crossing turns the request into a failure of a named class (`protocol` or `timeout`)
+/// whose detail names the bound; the request timeout stays the outer bound of every exchange.
+/// One request in flight holds at most `head_bytes + max(body_bytes, event_bytes + text_limit)`
+/// bytes of response. The behaviours each bound answers are listed in `docs/hostile.md`.
 ///
 /// ```
 /// use std::time::Duration;
