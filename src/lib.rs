@@ -9,6 +9,8 @@
 //!   an [`Outcome`].
 //! - [`MetricsCollector`] turns records into numbers: HdrHistogram percentiles, throughput,
 //!   tokens/s, error and rejection rates, cache hit rates, windows over time and memory trends.
+//! - [`ServerScraper`] reads the server's own Prometheus counters during a run (KV-cache usage,
+//!   queue, prefix-cache hits) by the names a [`ServerMetricNames`] gives.
 //! - [`checks`] turn figures into [`Verdict`](checks::Verdict)s; [`report`] writes them for
 //!   people and machines.
 //! - [`suite`] is the seed's stress suite as library calls: each scenario runs against a
@@ -43,7 +45,7 @@
 //!     checks::no_server_errors(&metrics),
 //!     checks::only_graceful_failures(&metrics),
 //! ] {
-//!     assert!(verdict.passed, "{verdict}");
+//!     assert!(verdict.passed(), "{verdict}");
 //! }
 //! server.shutdown().await;
 //! # Ok(())
@@ -66,14 +68,15 @@ pub mod anthropic;
 pub mod checks;
 pub mod metrics;
 pub mod report;
+pub mod server_metrics;
 pub mod suite;
+pub mod target;
 pub mod workload;
 
 mod client;
 mod error;
 mod harness;
-mod memory;
-mod probe;
+mod sampling;
 
 pub use client::{Client, Expect, Request, ResponseLimits};
 pub use error::{Error, Result};
@@ -83,10 +86,14 @@ pub use harness::{
 };
 pub use harness::{DEFAULT_BASE_URL, DEFAULT_DURATION, DEFAULT_TIMEOUT};
 pub use harness::{Progress, ProgressFn, Sustained, SustainedLoadMetrics};
-pub use memory::{MemorySample, MemorySampler, process_rss_bytes, prometheus_rss_bytes};
-pub use metrics::{LoadMetrics, MetricsCollector, Outcome, RequestResult};
-pub use probe::{Probe, Probed, pool_utilization};
+pub use metrics::{LoadMetrics, MemorySample, MetricsCollector, Outcome, RequestResult};
 pub use report::Report;
+pub use sampling::{
+    MemorySampler, Probe, Probed, pool_utilization, process_rss_bytes, prometheus_rss_bytes,
+};
+pub use server_metrics::{
+    ServerMetricNames, ServerMetrics, ServerSample, ServerScraper, ServerSummary, ServerWindow,
+};
 
 // The README's Rust examples compile as doctests.
 #[cfg(doctest)]

@@ -64,9 +64,11 @@ async fn run(scenario: Scenario, fault: Option<&str>) -> Report {
                 hold: Duration::from_millis(700),
             };
             let high_hold = Duration::from_millis(1500);
-            suite::graceful_rejection(target, &name, low, 400.0, high_hold, 200).await
+            suite::graceful_rejection(target, &name, low, Some(400.0), high_hold, 200).await
         }
-        Scenario::NoCrash => suite::no_crash(target, &name, 400.0, Duration::from_secs(2)).await,
+        Scenario::NoCrash => {
+            suite::no_crash(target, &name, Some(400.0), Duration::from_secs(2)).await
+        }
         Scenario::Recovery => {
             let (window, max) = (Duration::from_secs(6), Duration::from_secs(5));
             suite::recovery(target, &name, window, max).await
@@ -102,12 +104,12 @@ async fn detects(fault: &str, scenario: Scenario, catches: &[Check]) {
     let missed: Vec<Check> = catches
         .iter()
         .copied()
-        .filter(|c| !report.verdicts.iter().any(|v| v.check == *c && !v.passed))
+        .filter(|c| !report.verdicts.iter().any(|v| v.check == *c && !v.passed()))
         .collect();
     for v in report
         .verdicts
         .iter()
-        .filter(|v| catches.contains(&v.check) && !v.passed)
+        .filter(|v| catches.contains(&v.check) && !v.passed())
     {
         println!("DETECTED {fault} by {scenario:?}: {v}");
     }

@@ -11,7 +11,7 @@ mod common;
 
 use std::time::Duration;
 
-use common::{Server, finish, overrides};
+use common::{Server, finish_streamed, overrides};
 use semantic_stress::suite;
 use serial_test::file_serial;
 
@@ -25,12 +25,12 @@ const SPAN: Duration = Duration::from_secs(30);
 )]
 #[file_serial(stress)]
 async fn test_realistic_conversation_patterns() {
-    let server = Server::start(&[]);
+    let server = Server::start(&[]).await;
     let span = overrides().realistic_span_or(SPAN);
     let report = suite::realistic(
         server.target(),
         "test_realistic_conversation_patterns",
         span,
     );
-    finish(&report.await.expect("valid settings"));
+    finish_streamed(&report.await.expect("valid settings"));
 }

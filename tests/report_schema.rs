@@ -13,9 +13,13 @@ use semantic_stress::metrics::{
     MemoryTrend, MetricsCollector, Outcome, RequestResult, WindowedSeries,
 };
 use semantic_stress::report::baseline::{self, Tolerance};
-use semantic_stress::report::charts::{LATENCY_SERIES, MEMORY_SERIES, THROUGHPUT_SERIES};
+use semantic_stress::report::charts::{
+    LATENCY_SERIES, MEMORY_SERIES, SERVER_SERIES, SERVING_SERIES, THROUGHPUT_SERIES,
+};
 use semantic_stress::report::{SCHEMA_VERSION, Series};
-use semantic_stress::{GeneratorStats, MemorySample, Report};
+use semantic_stress::{
+    GeneratorStats, MemorySample, Report, ServerMetricNames, ServerMetrics, ServerSample,
+};
 use serde_json::Value;
 
 /// The schema document the JSON is checked against.
@@ -62,7 +66,13 @@ fn synthetic(name: &str, scale: f64) -> Report {
         } else {
             r.outcome = Outcome::Success;
             r.status = 200;
-            r.first_token_at = Some(at + Duration::from_secs_f64(ms / 4000.0));
+            // A streamed reply: 40 deltas from a quarter of the latency to the end.
+            r.streamed = true;
+            let first = at + Duration::from_secs_f64(ms / 4000.0);
+            let gap = (r.finished_at - first) / 39;
+            for k in 0..40 {
+                r.delta_arrived(first + gap * k, Duration::from_secs(1));
+            }
             r.turn = Some(1 + (i % 5) as u32);
             r.usage = Some(Usage {
                 input_tokens: 400,
@@ -119,6 +129,22 @@ fn synthetic(name: &str, scale: f64) -> Report {
         degradation: windows.degradation(3),
     });
     report.metrics = Some(metrics);
+    let server: Vec<ServerSample> = (0..=RUN.as_secs() / 10)
+        .map(|k| ServerSample {
+            at: Duration::from_secs(k * 10),
+            kv_cache_usage: Some(0.3 + 0.5 * (k % 7) as f64 / 7.0),
+            prefix_cache_hits: Some((k * 80) as f64),
+            prefix_cache_queries: Some((k * 100) as f64),
+            requests_running: Some((k % 5) as f64),
+            requests_waiting: Some((k % 3) as f64),
+            preemptions: None,
+        })
+        .collect();
+    report.server_metrics(ServerMetrics::from_samples(
+        ServerMetricNames::default(),
+        Duration::from_secs(10),
+        server,
+    ));
     report
 }
 
@@ -390,6 +416,9 @@ fn write_all_writes_markdown_charts_and_an_index() {
         "soak-latency.svg",
         "soak-throughput.svg",
         "soak-memory.svg",
+        "soak-serving.svg",
+        "soak-server.svg",
+        "soak.html",
         "index.md",
     ] {
         assert!(
@@ -421,6 +450,8 @@ fn write_all_writes_markdown_charts_and_an_index() {
         ("latency", &LATENCY_SERIES[..]),
         ("throughput", &THROUGHPUT_SERIES[..]),
         ("memory", &MEMORY_SERIES[..]),
+        ("serving", &SERVING_SERIES[..]),
+        ("server", &SERVER_SERIES[..]),
     ] {
         let svg = std::fs::read_to_string(dir.path().join(format!("soak-{kind}.svg"))).unwrap();
         let head = svg.trim_start();
@@ -456,6 +487,7 @@ fn write_all_writes_markdown_charts_and_an_index() {
         "{soak}"
     );
     assert!(soak.contains("[latency](soak-latency.svg)"), "{soak}");
+    assert!(soak.contains("[html](soak.html)"), "{soak}");
     let failing = row("failing run").unwrap_or_else(|| panic!("failing run not listed:\n{index}"));
     assert!(failing.contains("**FAIL**") && failing.contains("[json](failing_run.json)"));
     assert!(index.contains("2 runs: 1 passed, 1 failed"), "{index}");
@@ -494,8 +526,13 @@ fn a_report_without_series_has_no_charts() {
     let dir = tempfile::tempdir().unwrap();
     let mut report = synthetic("burst", 1.0);
     report.series = None;
+    report.server = None;
     let written = report.write_all(dir.path()).unwrap();
-    assert_eq!(written.len(), 3, "{written:?}");
+    assert_eq!(
+        written.len(),
+        4,
+        "md, html, json and the index: {written:?}"
+    );
     assert!(!report.markdown().contains(".svg"));
 }
 
@@ -509,12 +546,12 @@ fn baseline_flags_a_doubled_p95_and_passes_an_identical_run() {
     let tolerance = Tolerance::default();
 
     let same = baseline::compare(&base, &base.clone(), &tolerance);
-    assert!(same.verdict.passed, "{}", same.verdict);
+    assert!(same.verdict.passed(), "{}", same.verdict);
     assert_eq!(same.verdict.check, baseline::CHECK);
     assert_eq!(same.p95_ms.unwrap().absolute, 0.0);
 
     let worse = baseline::compare(&slow, &base, &tolerance);
-    assert!(!worse.verdict.passed, "{}", worse.verdict);
+    assert!(!worse.verdict.passed(), "{}", worse.verdict);
     let p95 = worse.p95_ms.unwrap();
     assert!((0.9..1.1).contains(&p95.relative.unwrap()), "{p95:?}");
     assert!(
@@ -526,7 +563,7 @@ fn baseline_flags_a_doubled_p95_and_passes_an_identical_run() {
 
     // Getting faster is never a regression.
     let better = baseline::compare(&base, &slow, &tolerance);
-    assert!(better.verdict.passed, "{}", better.verdict);
+    assert!(better.verdict.passed(), "{}", better.verdict);
 }
 
 #[test]
@@ -561,4 +598,75 @@ fn baseline_is_read_from_a_file_or_a_directory() {
         err.contains("broken.json") && err.contains("not JSON"),
         "{err}"
     );
+}
+
+// ---------------------------------------------------------------------------------------------
+// HTML
+
+/// The HTML page, parsed as a browser would: every chart inline and every verdict listed.
+#[test]
+fn html_page_has_every_chart_and_every_verdict() {
+    use scraper::{Html, Selector};
+
+    let dir = tempfile::tempdir().unwrap();
+    let mut report = compared();
+    report.verdicts([Verdict::new(
+        Check::MemoryGrowth,
+        false,
+        "< 5%",
+        "12%",
+        "grew <fast> & \"far\"",
+    )]);
+    report.write_all(dir.path()).unwrap();
+    let page = std::fs::read_to_string(dir.path().join("soak.html")).unwrap();
+    let html = Html::parse_document(&page);
+    assert!(
+        html.errors.is_empty(),
+        "HTML parse errors: {:?}",
+        html.errors
+    );
+    let select = |css: &str| Selector::parse(css).unwrap();
+
+    let charts = report.charts().unwrap();
+    assert_eq!(charts.len(), 5, "every chart kind of the synthetic run");
+    for chart in &charts {
+        let figure = select(&format!("figure#chart-{} svg", chart.kind));
+        assert_eq!(
+            html.select(&figure).count(),
+            1,
+            "chart {} not inline exactly once",
+            chart.kind
+        );
+    }
+    assert_eq!(html.select(&select("figure.chart")).count(), charts.len());
+
+    let rows: Vec<_> = html.select(&select("#verdicts tr.verdict")).collect();
+    assert_eq!(rows.len(), report.verdicts.len(), "every verdict listed");
+    for (row, verdict) in rows.iter().zip(&report.verdicts) {
+        assert_eq!(
+            row.value().attr("data-check"),
+            Some(verdict.label().as_str())
+        );
+        let cells: Vec<String> = row
+            .select(&select("td"))
+            .map(|td| td.text().collect::<String>())
+            .collect();
+        assert_eq!(cells[0], verdict.status.label());
+        assert_eq!(cells[3], verdict.measured);
+        assert_eq!(cells[4], verdict.message, "text escaped and read back");
+    }
+    let status = html.select(&select("#status")).next().unwrap();
+    assert_eq!(status.text().collect::<String>(), "FAIL");
+    let summary: String = html
+        .select(&select("#summary"))
+        .next()
+        .unwrap()
+        .text()
+        .collect();
+    for needle in ["ttft", "itl", "tpot", "goodput"] {
+        assert!(
+            summary.contains(needle),
+            "{needle} not in the summary:\n{summary}"
+        );
+    }
 }

@@ -223,7 +223,7 @@ async fn every_operation_is_accounted_for_and_matches_the_server() {
             + s.load.cache.cache_read_tokens
             + scraped.load.cache.cache_read_tokens
     );
-    assert!(checks::accounted(s.sent, s.load.total).passed);
+    assert!(checks::accounted(s.sent, s.load.total).passed());
     server.shutdown().await;
 }
 
@@ -251,7 +251,7 @@ async fn failures_are_records_not_errors() {
     );
     let m = MetricsCollector::analyze(&results);
     assert_eq!(m.error_rate, 1.0);
-    assert!(!checks::all_answered(&m).passed);
+    assert!(!checks::all_answered(&m).passed());
 
     // Bad settings are errors that name the setting.
     let err = StressHarness::new(StressConfig::new("ftp://x").workers(1)).unwrap_err();

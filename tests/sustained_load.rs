@@ -6,13 +6,16 @@
 //! `SEMANTIC_STRESS_TEST_DURATION=60` (seconds). The three stability tests judge **one** run:
 //! the first of them to run records it, the others judge the same run when the target and
 //! settings match (within one test process; under nextest each test runs its own). Any one of
-//! them runs alone too. Reports: `target/stress-reports/`.
+//! them runs alone too. Thresholds are the seed's (error rate < 1%, memory growth < 5%,
+//! degraded when late p95 / early p95 > 1.5 and a one-sided Mann–Whitney test is significant
+//! at 0.01) unless the target file's `[thresholds]` say otherwise. Reports:
+//! `target/stress-reports/`.
 
 mod common;
 
 use std::time::Duration;
 
-use common::{Server, finish, overrides, sustained_run};
+use common::{Server, finish, overrides, sustained_run, thresholds};
 use semantic_stress::checks;
 use semantic_stress::report::progress::ProgressPrinter;
 use semantic_stress::suite::{self, SustainedSettings};
@@ -26,14 +29,6 @@ const AGENTS: usize = 5;
 const RATE: f64 = 5.0;
 /// Seed: 10 requests per minute.
 const RATE_10_PER_MINUTE: f64 = 10.0 / 60.0;
-/// Seed: error rate under 1%.
-const MAX_ERROR_RATE: f64 = 0.01;
-/// Seed: memory growth under 5%.
-const MAX_MEMORY_GROWTH: f64 = 0.05;
-/// Degraded when late p95 over early p95 passes this ratio …
-const MAX_P95_RATIO: f64 = 1.5;
-/// … and the one-sided Mann–Whitney test is significant at this level.
-const ALPHA: f64 = 0.01;
 
 /// The run the three stability tests judge.
 fn stability() -> SustainedSettings {
@@ -51,7 +46,10 @@ fn stability() -> SustainedSettings {
 async fn test_one_hour_sustained_load() {
     let run = sustained_run("test_one_hour_sustained_load", stability()).await;
     let mut report = run.report;
-    report.verdicts([checks::error_rate(&run.metrics.load, MAX_ERROR_RATE)]);
+    report.verdicts([checks::error_rate(
+        &run.metrics.load,
+        thresholds().sustained_error_rate,
+    )]);
     finish(&report);
 }
 
@@ -64,7 +62,7 @@ async fn test_memory_stable_no_leaks() {
     let mut report = run.report.clone();
     report.verdicts([checks::memory_growth(
         s.memory.as_ref(),
-        MAX_MEMORY_GROWTH,
+        thresholds().memory_growth,
         s.memory_error.as_deref(),
     )]);
     finish(&report);
@@ -78,8 +76,8 @@ async fn test_no_performance_degradation_over_time() {
     let mut report = run.report.clone();
     report.verdicts([checks::no_degradation(
         run.metrics.degradation.as_ref(),
-        MAX_P95_RATIO,
-        ALPHA,
+        thresholds().degradation_ratio,
+        thresholds().degradation_alpha,
     )]);
     finish(&report);
 }
@@ -89,7 +87,7 @@ async fn test_no_performance_degradation_over_time() {
 #[ignore = "slow (1 h): cargo test --test sustained_load -- --ignored; SEMANTIC_STRESS_TEST_DURATION=60 shortens it"]
 async fn test_10_requests_per_minute_across_5_agents() {
     let name = "test_10_requests_per_minute_across_5_agents";
-    let server = Server::start(&[]);
+    let server = Server::start(&[]).await;
     let settings = SustainedSettings {
         duration: overrides().duration_or(DURATION),
         rate: RATE_10_PER_MINUTE,
@@ -108,7 +106,7 @@ async fn test_10_requests_per_minute_across_5_agents() {
     let expected = (settings.duration.as_secs_f64() * RATE_10_PER_MINUTE).ceil() as u64;
     let mut report = run.report;
     report.verdicts([
-        checks::error_rate(&run.metrics.load, MAX_ERROR_RATE),
+        checks::error_rate(&run.metrics.load, thresholds().sustained_error_rate),
         checks::completed(&run.metrics.load, expected),
     ]);
     finish(&report);

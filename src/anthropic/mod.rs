@@ -20,14 +20,25 @@ pub enum Role {
     Assistant,
 }
 
-/// One text block of a message's content.
+/// One block of a message's content.
+///
+/// Read leniently, as the Messages API allows: any block type parses (`thinking`,
+/// `tool_use`, …; their other fields are ignored), and only `text` blocks carry text.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct TextBlock {
-    /// Always `"text"`.
+    /// `"text"`, or another block type.
     #[serde(rename = "type")]
     pub kind: String,
-    /// The text.
+    /// The text (empty for blocks of other types).
+    #[serde(default)]
     pub text: String,
+}
+
+impl TextBlock {
+    /// Whether this is a text block.
+    pub fn is_text(&self) -> bool {
+        self.kind == "text"
+    }
 }
 
 impl TextBlock {
@@ -55,7 +66,11 @@ impl Content {
     pub fn text(&self) -> String {
         match self {
             Self::Text(t) => t.clone(),
-            Self::Blocks(blocks) => blocks.iter().map(|b| b.text.as_str()).collect(),
+            Self::Blocks(blocks) => blocks
+                .iter()
+                .filter(|b| b.is_text())
+                .map(|b| b.text.as_str())
+                .collect(),
         }
     }
 }
@@ -173,7 +188,7 @@ pub struct MessagesResponse {
     pub kind: String,
     /// Always `assistant`.
     pub role: Role,
-    /// The reply's text blocks.
+    /// The reply's content blocks.
     pub content: Vec<TextBlock>,
     /// The model, echoed.
     pub model: String,
@@ -187,9 +202,13 @@ pub struct MessagesResponse {
 }
 
 impl MessagesResponse {
-    /// The reply's text, blocks joined.
+    /// The reply's text: its text blocks joined (thinking and tool blocks are not text).
     pub fn text(&self) -> String {
-        self.content.iter().map(|b| b.text.as_str()).collect()
+        self.content
+            .iter()
+            .filter(|b| b.is_text())
+            .map(|b| b.text.as_str())
+            .collect()
     }
 }
 
@@ -230,5 +249,25 @@ impl ErrorEnvelope {
         serde_json::from_slice::<Self>(body)
             .ok()
             .filter(|e| e.kind == "error")
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn replies_with_thinking_and_tool_blocks_parse_and_only_text_is_text() {
+        let body = r#"{"id":"msg_1","type":"message","role":"assistant","model":"m",
+            "content":[{"type":"thinking","thinking":"hmm","signature":""},
+                       {"type":"text","text":"Hello"},
+                       {"type":"tool_use","id":"t1","name":"f","input":{"x":1}},
+                       {"type":"text","text":" world"}],
+            "stop_reason":"end_turn","stop_sequence":null,"unknown_field":[1,2],
+            "usage":{"input_tokens":3,"output_tokens":4,"service_tier":"standard"}}"#;
+        let r: MessagesResponse = serde_json::from_str(body).unwrap();
+        assert_eq!(r.text(), "Hello world");
+        assert_eq!(r.content.len(), 4);
+        assert_eq!(r.usage.output_tokens, 4);
     }
 }

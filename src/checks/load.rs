@@ -29,6 +29,37 @@ pub fn error_rate(m: &LoadMetrics, max: f64) -> Verdict {
     )
 }
 
+/// The load was applied: at least `min_share` (e.g. 90%) of the `offered` requests were
+/// sent and answered. Below that the run judged a lighter load than it claims, so the verdict
+/// is inconclusive (never a pass): the server (or the generator) could not take the load.
+pub fn load_applied(answered: u64, offered: u64, min_share: f64) -> Verdict {
+    let share = if offered == 0 {
+        0.0
+    } else {
+        answered as f64 / offered as f64
+    };
+    let threshold = format!(">= {} of the offered load", pct(min_share));
+    let measured = format!("{answered} of {offered} ({})", pct(share));
+    if offered > 0 && share >= min_share {
+        Verdict::new(
+            Check::LoadApplied,
+            true,
+            threshold,
+            measured,
+            "the offered load was applied",
+        )
+    } else {
+        Verdict::inconclusive(
+            Check::LoadApplied,
+            threshold,
+            measured,
+            format!(
+                "only {answered} of {offered} offered requests were answered in the run: the load the verdicts judge is lighter than the test's, so they judge nothing (lower the rate, or give the server more time)"
+            ),
+        )
+    }
+}
+
 /// No 5xx that is not a configured graceful rejection: a server under load must not crash.
 pub fn no_server_errors(m: &LoadMetrics) -> Verdict {
     let n = m.counts.server_error;
@@ -210,40 +241,64 @@ pub fn completed(m: &LoadMetrics, expected: u64) -> Verdict {
     )
 }
 
-/// The load really pushed the pool near exhaustion: peak utilization seen on `GET /health` at
-/// least `min`. Without it a rejection test proves nothing. `None`: the server has no pool
-/// figures.
-pub fn pool_reached(peak: Option<f64>, min: f64) -> Verdict {
-    Verdict::new(
-        Check::PoolReached,
-        peak.is_some_and(|p| p >= min),
-        format!(">= {}", pct(min)),
-        peak.map_or("unknown".to_owned(), pct),
-        match peak {
-            Some(_) => "peak pool utilization seen on GET /health during the load".to_owned(),
-            None => "GET /health gave no pool.utilization: this check needs the server's pool figures (GET /health with {\"pool\":{\"utilization\":R}})".to_owned(),
-        },
-    )
+/// The load really pushed the pool near exhaustion: peak utilization at least `min`, as read
+/// from `source` (e.g. `GET /health at /pool/utilization`). Without it a rejection test
+/// proves nothing, so a peak below `min`, or no reading at all, is inconclusive, never a pass.
+pub fn pool_reached(peak: Option<f64>, min: f64, source: &str) -> Verdict {
+    let threshold = format!(">= {}", pct(min));
+    match peak {
+        Some(p) if p >= min => Verdict::new(
+            Check::PoolReached,
+            true,
+            threshold,
+            pct(p),
+            format!("peak pool utilization from {source} during the load"),
+        ),
+        Some(p) => Verdict::inconclusive(
+            Check::PoolReached,
+            threshold,
+            pct(p),
+            format!(
+                "the load never pushed the pool past {} (peak {} from {source}): exhaustion was not reached, so rejection under exhaustion was not tested",
+                pct(min),
+                pct(p)
+            ),
+        ),
+        None => Verdict::inconclusive(
+            Check::PoolReached,
+            threshold,
+            "unknown",
+            format!("{source} gave no pool figure during the load"),
+        ),
+    }
 }
 
-/// No rejection while utilization is low: the low phase of a ramp saw no 429, and its peak
-/// utilization stayed below 90%.
+/// No rejection while utilization is low: the low phase of a ramp saw no rejection, and its
+/// peak utilization stayed below 90%. Inconclusive when the phase was not low, or its
+/// utilization unknown, and it saw no rejection.
 pub fn no_early_rejections(low_phase_rejections: u64, low_phase_peak: Option<f64>) -> Verdict {
     let low = low_phase_peak.is_some_and(|p| p < 0.9);
-    Verdict::new(
-        Check::NoEarlyRejections,
-        low_phase_rejections == 0 && low,
-        "0 rejections below 90% utilization",
-        format!(
-            "{low_phase_rejections} rejections, peak {}",
-            low_phase_peak.map_or("unknown".to_owned(), pct)
-        ),
-        if low {
-            "rejections during the low-load phase".to_owned()
-        } else {
-            "the low-load phase was not low (or the server gave no pool figures): lower its concurrency".to_owned()
-        },
-    )
+    let threshold = "0 rejections below 90% utilization";
+    let measured = format!(
+        "{low_phase_rejections} rejections, peak {}",
+        low_phase_peak.map_or("unknown".to_owned(), pct)
+    );
+    if low || low_phase_rejections > 0 && low_phase_peak.is_none() {
+        Verdict::new(
+            Check::NoEarlyRejections,
+            low_phase_rejections == 0,
+            threshold,
+            measured,
+            "rejections during the low-load phase",
+        )
+    } else {
+        Verdict::inconclusive(
+            Check::NoEarlyRejections,
+            threshold,
+            measured,
+            "the low-load phase was not seen to be low (no pool figure, or it passed 90%): lower its concurrency",
+        )
+    }
 }
 
 fn statuses_at_least(m: &LoadMetrics, min: u16) -> Vec<(u16, u64)> {
@@ -292,10 +347,10 @@ mod tests {
         let mut rs = many(Outcome::Success, 200, 10, 90);
         rs.extend(many(Outcome::Rejected, 429, 1, 10));
         let m = MetricsCollector::analyze(&rs);
-        assert!(error_rate(&m, 0.05).passed);
+        assert!(error_rate(&m, 0.05).passed());
         rs.extend(many(Outcome::ServerError, 500, 1, 10));
-        assert!(!error_rate(&MetricsCollector::analyze(&rs), 0.05).passed);
-        assert!(!error_rate(&MetricsCollector::analyze(&[]), 0.05).passed);
+        assert!(!error_rate(&MetricsCollector::analyze(&rs), 0.05).passed());
+        assert!(!error_rate(&MetricsCollector::analyze(&[]), 0.05).passed());
     }
 
     #[test]
@@ -303,47 +358,47 @@ mod tests {
         let ok = many(Outcome::Success, 200, 10, 3);
         let rejected = many(Outcome::Rejected, 429, 1, 3);
         let all_rejected = MetricsCollector::analyze(&rejected);
-        assert!(only_graceful_failures(&all_rejected).passed);
+        assert!(only_graceful_failures(&all_rejected).passed());
         assert!(
-            !served_some(&all_rejected, 1).passed,
+            !served_some(&all_rejected, 1).passed(),
             "refusing everyone is not serving"
         );
-        assert!(rejections_seen(&all_rejected, 1).passed);
+        assert!(rejections_seen(&all_rejected, 1).passed());
         let m = MetricsCollector::analyze(&ok);
-        assert!(served_some(&m, 1).passed);
+        assert!(served_some(&m, 1).passed());
         assert!(
-            !rejections_seen(&m, 1).passed,
+            !rejections_seen(&m, 1).passed(),
             "no rejection under exhaustion"
         );
         let mut bad = ok;
         bad.push(rec(Outcome::ClientError, 429, 1));
-        assert!(!only_graceful_failures(&MetricsCollector::analyze(&bad)).passed);
+        assert!(!only_graceful_failures(&MetricsCollector::analyze(&bad)).passed());
     }
 
     #[test]
     fn rejections_must_be_well_formed_and_fast() {
         let mut rs = many(Outcome::Success, 200, 200, 10);
         rs.extend(many(Outcome::Rejected, 429, 2, 10));
-        assert!(rejections_well_formed(&rs).passed);
-        assert!(rejections_fast(&rs, Duration::from_millis(50)).passed);
+        assert!(rejections_well_formed(&rs).passed());
+        assert!(rejections_fast(&rs, Duration::from_millis(50)).passed());
         let mut late = many(Outcome::Success, 200, 200, 10);
         late.extend(many(Outcome::Rejected, 429, 400, 10));
-        assert!(!rejections_fast(&late, Duration::from_millis(50)).passed);
+        assert!(!rejections_fast(&late, Duration::from_millis(50)).passed());
         let mut bare = rec(Outcome::ClientError, 429, 1);
         bare.error_type = Some("overloaded_error".to_owned());
         rs.push(bare);
-        assert!(!rejections_well_formed(&rs).passed);
+        assert!(!rejections_well_formed(&rs).passed());
     }
 
     #[test]
     fn latency_completion_and_cache_thresholds() {
         let fast = MetricsCollector::analyze(&many(Outcome::Success, 200, 100, 20));
         let slow = MetricsCollector::analyze(&many(Outcome::Success, 200, 2500, 20));
-        assert!(latency_p95(&fast, Duration::from_secs(2)).passed);
-        assert!(!latency_p95(&slow, Duration::from_secs(2)).passed);
-        assert!(completed(&fast, 20).passed);
-        assert!(!completed(&fast, 21).passed);
-        assert!(cache_hit_rate(&fast, 0.8).passed);
+        assert!(latency_p95(&fast, Duration::from_secs(2)).passed());
+        assert!(!latency_p95(&slow, Duration::from_secs(2)).passed());
+        assert!(completed(&fast, 20).passed());
+        assert!(!completed(&fast, 21).passed());
+        assert!(cache_hit_rate(&fast, 0.8).passed());
         let mut cold = many(Outcome::Success, 200, 100, 20);
         for r in &mut cold {
             r.usage = Some(Usage {
@@ -352,18 +407,24 @@ mod tests {
                 ..Usage::default()
             });
         }
-        assert!(!cache_hit_rate(&MetricsCollector::analyze(&cold), 0.8).passed);
+        assert!(!cache_hit_rate(&MetricsCollector::analyze(&cold), 0.8).passed());
     }
 
     #[test]
     fn pool_figures_are_required_and_low_phase_must_be_quiet() {
-        assert!(pool_reached(Some(0.94), 0.9).passed);
-        assert!(!pool_reached(Some(0.5), 0.9).passed);
-        assert!(!pool_reached(None, 0.9).passed);
-        assert!(no_early_rejections(0, Some(0.1)).passed);
-        assert!(!no_early_rejections(3, Some(0.1)).passed);
-        assert!(!no_early_rejections(0, Some(0.95)).passed);
-        assert!(!no_early_rejections(0, None).passed);
+        use crate::checks::Status;
+        assert!(pool_reached(Some(0.94), 0.9, "GET /health").passed());
+        let low = pool_reached(Some(0.5), 0.9, "GET /health");
+        assert_eq!(low.status, Status::Inconclusive, "never full is not a pass");
+        assert_eq!(pool_reached(None, 0.9, "x").status, Status::Inconclusive);
+        assert!(no_early_rejections(0, Some(0.1)).passed());
+        assert_eq!(no_early_rejections(3, Some(0.1)).status, Status::Fail);
+        assert_eq!(no_early_rejections(3, None).status, Status::Fail);
+        assert_eq!(
+            no_early_rejections(0, Some(0.95)).status,
+            Status::Inconclusive
+        );
+        assert_eq!(no_early_rejections(0, None).status, Status::Inconclusive);
     }
 
     #[test]
@@ -372,7 +433,7 @@ mod tests {
             let mut rs = many(Outcome::Success, 200, 10, 5);
             rs.push(rec(outcome, 0, 10));
             assert!(
-                !all_answered(&MetricsCollector::analyze(&rs)).passed,
+                !all_answered(&MetricsCollector::analyze(&rs)).passed(),
                 "{outcome}"
             );
         }
@@ -383,7 +444,7 @@ mod tests {
                 10,
                 5
             )))
-            .passed
+            .passed()
         );
     }
 }

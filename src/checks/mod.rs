@@ -9,11 +9,13 @@ mod server;
 mod trends;
 
 pub use load::{
-    all_answered, cache_hit_rate, completed, error_rate, latency_p95, no_early_rejections,
-    no_server_errors, only_graceful_failures, pool_reached, rejections_fast, rejections_seen,
-    rejections_well_formed, served_some,
+    all_answered, cache_hit_rate, completed, error_rate, latency_p95, load_applied,
+    no_early_rejections, no_server_errors, only_graceful_failures, pool_reached, rejections_fast,
+    rejections_seen, rejections_well_formed, served_some,
 };
-pub use server::{IsolationEvidence, accounted, health_responsive, isolation, recovery};
+pub use server::{
+    IsolationEvidence, accounted, health_responsive, isolation, queue_drained, recovery,
+};
 pub use trends::{memory_growth, no_degradation};
 
 use std::fmt;
@@ -71,8 +73,12 @@ pub enum Check {
     NoDegradation,
     /// The server process still runs after the load.
     ServerAlive,
+    /// The load the test meant to apply was applied (else its other verdicts judge nothing).
+    LoadApplied,
     /// No regression against a saved baseline report.
     BaselineRegression,
+    /// The server's own queue (`/metrics`) was empty once the load ended.
+    ServerQueueDrained,
 }
 
 impl Check {
@@ -101,6 +107,7 @@ impl Check {
         Self::NoDegradation,
         Self::ServerAlive,
         Self::BaselineRegression,
+        Self::ServerQueueDrained,
     ];
 
     /// The check's snake_case name.
@@ -128,7 +135,9 @@ impl Check {
             Self::MemoryGrowth => "memory_growth",
             Self::NoDegradation => "no_degradation",
             Self::ServerAlive => "server_alive",
+            Self::LoadApplied => "load_applied",
             Self::BaselineRegression => "baseline_regression",
+            Self::ServerQueueDrained => "server_queue_drained",
         }
     }
 }
@@ -136,6 +145,69 @@ impl Check {
 impl fmt::Display for Check {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.write_str(self.name())
+    }
+}
+
+/// What a check concluded.
+///
+/// Only [`Pass`](Self::Pass) is a pass. [`Inconclusive`](Self::Inconclusive) means the check
+/// could not judge (no pool figures, exhaustion never reached, load not applied, nothing
+/// eligible): it never shows as a pass. [`NotApplicable`](Self::NotApplicable) means the
+/// server's profile declares the capability absent, so the question does not arise.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Status {
+    /// The measured value meets the threshold.
+    Pass,
+    /// The measured value misses the threshold.
+    Fail,
+    /// The check had nothing to judge; the message says why.
+    Inconclusive,
+    /// The server's profile declares the capability absent.
+    NotApplicable,
+}
+
+impl Status {
+    /// `PASS`, `FAIL`, `INCONCLUSIVE` or `N/A`.
+    pub fn label(self) -> &'static str {
+        match self {
+            Self::Pass => "PASS",
+            Self::Fail => "FAIL",
+            Self::Inconclusive => "INCONCLUSIVE",
+            Self::NotApplicable => "N/A",
+        }
+    }
+
+    /// The outcome of several statuses: any failure fails; else any inconclusive is
+    /// inconclusive; else any pass passes; else (only not-applicable) not applicable. No status
+    /// at all is inconclusive: nothing was judged.
+    pub fn combine(statuses: impl IntoIterator<Item = Self>) -> Self {
+        let (mut fail, mut inconclusive, mut pass, mut na) = (false, false, false, false);
+        for s in statuses {
+            match s {
+                Self::Fail => fail = true,
+                Self::Inconclusive => inconclusive = true,
+                Self::Pass => pass = true,
+                Self::NotApplicable => na = true,
+            }
+        }
+        if fail {
+            Self::Fail
+        } else if inconclusive {
+            Self::Inconclusive
+        } else if pass {
+            Self::Pass
+        } else if na {
+            Self::NotApplicable
+        } else {
+            Self::Inconclusive
+        }
+    }
+}
+
+impl fmt::Display for Status {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.label())
     }
 }
 
@@ -147,8 +219,8 @@ pub struct Verdict {
     /// What the check was applied to, when a run judges it more than once (an agent profile).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub subject: Option<String>,
-    /// Whether the measured value meets the threshold.
-    pub passed: bool,
+    /// What the check concluded.
+    pub status: Status,
     /// The threshold, as stated (`< 5%`).
     pub threshold: String,
     /// The measured value, with its unit.
@@ -158,7 +230,7 @@ pub struct Verdict {
 }
 
 impl Verdict {
-    /// A verdict; `passed` decides the wording's tone only through `message`.
+    /// A pass or a fail: `passed` says which.
     pub fn new(
         check: Check,
         passed: bool,
@@ -169,7 +241,7 @@ impl Verdict {
         Self {
             check,
             subject: None,
-            passed,
+            status: if passed { Status::Pass } else { Status::Fail },
             threshold: threshold.into(),
             measured: measured.into(),
             message: message.into(),
@@ -178,6 +250,32 @@ impl Verdict {
 }
 
 impl Verdict {
+    /// A check that could not judge: `why` says what was missing.
+    pub fn inconclusive(
+        check: Check,
+        threshold: impl Into<String>,
+        measured: impl Into<String>,
+        why: impl Into<String>,
+    ) -> Self {
+        Self {
+            status: Status::Inconclusive,
+            ..Self::new(check, false, threshold, measured, why)
+        }
+    }
+
+    /// A check that does not apply to this server: `why` names what its profile declares.
+    pub fn not_applicable(check: Check, why: impl Into<String>) -> Self {
+        Self {
+            status: Status::NotApplicable,
+            ..Self::new(check, false, "", "", why)
+        }
+    }
+
+    /// Whether the check passed.
+    pub fn passed(&self) -> bool {
+        self.status == Status::Pass
+    }
+
     /// The same verdict about `subject`.
     #[must_use]
     pub fn about(mut self, subject: impl Into<String>) -> Self {
@@ -199,7 +297,7 @@ impl fmt::Display for Verdict {
         write!(
             f,
             "[{}] {}: measured {}, threshold {} — {}",
-            if self.passed { "PASS" } else { "FAIL" },
+            self.status,
             self.label(),
             self.measured,
             self.threshold,
@@ -210,14 +308,14 @@ impl fmt::Display for Verdict {
 
 /// Whether every verdict passed.
 pub fn all_passed(verdicts: &[Verdict]) -> bool {
-    verdicts.iter().all(|v| v.passed)
+    verdicts.iter().all(Verdict::passed)
 }
 
-/// The failed verdicts, one per line, for an assertion message.
+/// The verdicts that failed or could not judge, one per line, for an assertion message.
 pub fn failures(verdicts: &[Verdict]) -> String {
     verdicts
         .iter()
-        .filter(|v| !v.passed)
+        .filter(|v| matches!(v.status, Status::Fail | Status::Inconclusive))
         .map(ToString::to_string)
         .collect::<Vec<_>>()
         .join("\n")

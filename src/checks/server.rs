@@ -27,6 +27,9 @@ pub struct IsolationEvidence {
     pub cross_agent_hits: u64,
     /// Replies whose text was checked for canaries.
     pub replies_checked: u64,
+    /// Replies that repeated their own agent's canary, as asked: without any, a leak could not
+    /// show in the text, so the canary check has nothing to judge.
+    pub own_canaries_seen: u64,
     /// Replies carrying another agent's canary: `(agent, foreign canary)`.
     pub foreign_canaries: Vec<(String, String)>,
 }
@@ -54,17 +57,47 @@ pub fn isolation(e: &IsolationEvidence, min_same_hit_rate: f64) -> Vec<Verdict> 
             format!("{} of {}", e.cross_agent_hits, e.cross_agent_pairs),
             "first turns of agents sending a prefix another agent had cached must reuse nothing",
         ),
-        Verdict::new(
-            Check::IsolationNoForeignCanary,
-            e.replies_checked > 0 && e.foreign_canaries.is_empty(),
-            "0 replies",
-            format!("{} of {}", e.foreign_canaries.len(), e.replies_checked),
-            match e.foreign_canaries.first() {
-                None => "no reply carried another agent's canary".to_owned(),
-                Some((agent, canary)) => format!("agent {agent} received {canary}"),
-            },
-        ),
+        no_foreign_canary(e),
     ]
+}
+
+/// No reply carries another agent's exact canary; inconclusive when the model repeated none of
+/// its own (then a leak could not show in the text).
+fn no_foreign_canary(e: &IsolationEvidence) -> Verdict {
+    let measured = format!("{} of {}", e.foreign_canaries.len(), e.replies_checked);
+    if let Some((agent, canary)) = e.foreign_canaries.first() {
+        return Verdict::new(
+            Check::IsolationNoForeignCanary,
+            false,
+            "0 replies",
+            measured,
+            format!(
+                "agent {agent} received {canary}: another agent's content reached its reply ({} replies in all)",
+                e.foreign_canaries.len()
+            ),
+        );
+    }
+    if e.own_canaries_seen == 0 {
+        return Verdict::inconclusive(
+            Check::IsolationNoForeignCanary,
+            "0 replies",
+            measured,
+            format!(
+                "none of {} replies repeated its own agent's canary as asked, so a canary from another agent could not show either",
+                e.replies_checked
+            ),
+        );
+    }
+    Verdict::new(
+        Check::IsolationNoForeignCanary,
+        true,
+        "0 replies",
+        measured,
+        format!(
+            "no reply carried another agent's canary; {} of {} replies repeated their own",
+            e.own_canaries_seen, e.replies_checked
+        ),
+    )
 }
 
 /// The pool recovered: normal requests succeeded in a row at baseline latency within `max` after load
@@ -132,35 +165,45 @@ mod tests {
             cross_agent_pairs: 10,
             cross_agent_hits: 0,
             replies_checked: 20,
+            own_canaries_seen: 20,
             foreign_canaries: vec![],
         };
-        assert!(isolation(&good, 0.8).iter().all(|v| v.passed));
+        assert!(isolation(&good, 0.8).iter().all(|v| v.passed()));
+        let silent_model = IsolationEvidence {
+            own_canaries_seen: 0,
+            ..good.clone()
+        };
+        assert_eq!(
+            isolation(&silent_model, 0.8)[2].status,
+            crate::checks::Status::Inconclusive,
+            "a model that repeats no canary cannot show a foreign one"
+        );
         let no_cache = IsolationEvidence {
             same_agent_hits: 0,
             ..good.clone()
         };
         let v = isolation(&no_cache, 0.8);
-        assert!(!v[0].passed, "caching off must fail the same-agent half");
+        assert!(!v[0].passed(), "caching off must fail the same-agent half");
         let bleed = IsolationEvidence {
             cross_agent_hits: 3,
             foreign_canaries: vec![("a".into(), "CANARY-b".into())],
             ..good
         };
         let v = isolation(&bleed, 0.8);
-        assert!(!v[1].passed && !v[2].passed);
+        assert!(!v[1].passed() && !v[2].passed());
         assert!(
             isolation(&IsolationEvidence::default(), 0.8)
                 .iter()
-                .all(|v| !v.passed)
+                .all(|v| !v.passed())
         );
     }
 
     #[test]
     fn recovery_threshold() {
         let max = Duration::from_secs(30);
-        assert!(recovery(Some(Duration::from_secs(2)), max).passed);
-        assert!(!recovery(Some(Duration::from_secs(31)), max).passed);
-        assert!(!recovery(None, max).passed);
+        assert!(recovery(Some(Duration::from_secs(2)), max).passed());
+        assert!(!recovery(Some(Duration::from_secs(31)), max).passed());
+        assert!(!recovery(None, max).passed());
     }
 }
 
@@ -180,19 +223,40 @@ mod accounting_tests {
     fn health_must_answer_every_probe_quickly() {
         let max = Duration::from_millis(500);
         let quick: Vec<_> = (0..50).map(|_| probe(Outcome::Success, 3)).collect();
-        assert!(health_responsive(&quick, max).passed);
+        assert!(health_responsive(&quick, max).passed());
         let mut blocked = quick.clone();
         blocked.extend((0..5).map(|_| probe(Outcome::Success, 2000)));
-        assert!(!health_responsive(&blocked, max).passed);
+        assert!(!health_responsive(&blocked, max).passed());
         let mut failing = quick;
         failing.push(probe(Outcome::Timeout, 3));
-        assert!(!health_responsive(&failing, max).passed);
-        assert!(!health_responsive(&[], max).passed);
+        assert!(!health_responsive(&failing, max).passed());
+        assert!(!health_responsive(&[], max).passed());
     }
 
     #[test]
     fn sent_must_equal_recorded() {
-        assert!(accounted(10, 10).passed);
-        assert!(!accounted(10, 9).passed);
+        assert!(accounted(10, 10).passed());
+        assert!(!accounted(10, 9).passed());
     }
+}
+
+/// The server's waiting queue, read from its own `/metrics`, was empty in the last sample
+/// (taken once the load had ended): nothing is left stuck. `None` when the server does not
+/// expose a queue figure: there is nothing to judge, and no verdict pretends otherwise.
+pub fn queue_drained(server: &crate::ServerMetrics) -> Option<Verdict> {
+    let last = server.summary.requests_waiting_last?;
+    Some(Verdict::new(
+        Check::ServerQueueDrained,
+        last == 0.0,
+        "0 waiting",
+        format!("{last} waiting"),
+        format!(
+            "the server's own queue after the load ({} samples; at most {} waiting during the run)",
+            server.summary.samples,
+            server
+                .summary
+                .requests_waiting_max
+                .map_or("?".to_owned(), |m| m.to_string())
+        ),
+    ))
 }

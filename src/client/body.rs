@@ -3,7 +3,7 @@
 //! and returns the [`Failure`] that ends it, if any. Every bound comes from
 //! [`ResponseLimits`].
 
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use bytes::Bytes;
 use http_body_util::BodyExt;
@@ -46,23 +46,24 @@ pub(crate) async fn drain_body(mut body: Incoming, limit: usize) -> Result<(), F
     Ok(())
 }
 
-/// What a reply must be: how much text to keep and the `max_tokens` asked for.
+/// What a reply must be: how much text to keep, the `max_tokens` asked for, the gap between
+/// deltas that counts as a stall, and the bounds.
 #[derive(Debug, Clone, Copy)]
 pub(crate) struct Reading {
     pub(crate) text_limit: usize,
     pub(crate) max_tokens: u32,
+    pub(crate) stall: Duration,
     pub(crate) limits: ResponseLimits,
 }
 
-/// Reads a non-streamed Messages reply: usage, text (up to `text_limit` bytes) and the time
-/// of its first token (the whole body). Returns the message id.
+/// Reads a non-streamed Messages reply: usage and text (up to `text_limit` bytes). It arrives
+/// whole, so it has no first-token time: its arrival is its end. Returns the message id.
 pub(crate) async fn read_message(
     body: Incoming,
     record: &mut RequestResult,
     reading: Reading,
 ) -> Result<String, Failure> {
     let bytes = read_body(body, reading.limits.body_bytes).await?;
-    record.first_token_at = Some(Instant::now());
     let message: MessagesResponse = serde_json::from_slice(&bytes).map_err(Failure::NotAMessage)?;
     record.usage = Some(message.usage);
     if reading.text_limit > 0 {
@@ -75,16 +76,19 @@ pub(crate) async fn read_message(
     Ok(message.id)
 }
 
-/// Reads a Messages event stream: chunks, usage, text (up to `text_limit` bytes) and the time
-/// of its first text delta. What arrived before a failure stays in the record. Returns the
-/// message id (empty when `message_start` had none).
+/// Reads a Messages event stream: chunks, usage, text (up to `text_limit` bytes) and the
+/// arrival of every text delta ([`RequestResult::delta_arrived`]; a gap over `stall` is a
+/// stall). A delta's arrival is when the network frame holding it was read: the events of one
+/// frame arrive together. What arrived before a failure stays in the record; a stream that
+/// ends without `message_stop`, or with an `error` event, is a failure. Returns the message id
+/// (empty when `message_start` had none).
 pub(crate) async fn read_stream(
     body: Incoming,
     record: &mut RequestResult,
     reading: Reading,
 ) -> Result<String, Failure> {
     let mut acc = Accumulator::new(reading.text_limit);
-    let failure = fold_stream(body, record, reading.limits, &mut acc).await;
+    let failure = fold_stream(body, record, reading, &mut acc).await;
     record.chunks = acc.chunks;
     record.usage = acc.started.then_some(acc.usage);
     if reading.text_limit > 0 {
@@ -104,9 +108,10 @@ pub(crate) async fn read_stream(
 async fn fold_stream(
     mut body: Incoming,
     record: &mut RequestResult,
-    limits: ResponseLimits,
+    reading: Reading,
     acc: &mut Accumulator,
 ) -> Option<Failure> {
+    let limits = reading.limits;
     let mut parser = Parser::new(limits.event_bytes);
     let mut events: Vec<Event> = Vec::new();
     let mut n_events = 0u64;
@@ -124,6 +129,7 @@ async fn fold_stream(
             Some(Ok(f)) => f,
             Some(Err(e)) => return Some(Failure::StreamCut(error_chain(&e))),
         };
+        let arrived = Instant::now();
         let Some(data) = frame.data_ref() else {
             continue;
         };
@@ -139,9 +145,7 @@ async fn fold_stream(
         }
         for event in events.drain(..) {
             match acc.apply(&event) {
-                Ok(Step::Delta) => {
-                    record.first_token_at.get_or_insert_with(Instant::now);
-                }
+                Ok(Step::Delta) => record.delta_arrived(arrived, reading.stall),
                 Ok(Step::Stop | Step::Nothing) => {}
                 Err(e) => return Some(e.into()),
             }

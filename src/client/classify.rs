@@ -31,6 +31,15 @@ pub(crate) enum Failure {
         /// The connect timeout.
         after: Duration,
     },
+    /// The TLS handshake of an `https://` connection failed (certificate not trusted, name
+    /// mismatch, no common protocol) or did not finish within the connect timeout.
+    #[error("tls handshake failed: {addr}: {reason}")]
+    Tls {
+        /// `host:port`.
+        addr: String,
+        /// Why (rustls's error).
+        reason: String,
+    },
     /// The HTTP/1 handshake on a new connection failed.
     #[error("handshake failed: {0}")]
     Handshake(String),
@@ -122,6 +131,7 @@ impl Failure {
             Self::Build(_) => Outcome::ClientError,
             Self::Connect { .. }
             | Self::ConnectTimeout { .. }
+            | Self::Tls { .. }
             | Self::Handshake(_)
             | Self::NoResponse(_) => Outcome::Connect,
             Self::Timeout { .. } | Self::StreamIdle { .. } => Outcome::Timeout,

@@ -15,8 +15,10 @@ mod limits;
 mod request;
 #[cfg(test)]
 mod tests;
+mod tls;
 mod transport;
 
+use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -46,6 +48,10 @@ pub(crate) struct ClientConfig {
     pub(crate) graceful_statuses: Vec<u16>,
     pub(crate) text_limit: usize,
     pub(crate) limits: ResponseLimits,
+    /// A gap between two content deltas longer than this is a stall.
+    pub(crate) stall_gap: Duration,
+    /// PEM bundle of extra trusted CA certificates for `https://`.
+    pub(crate) ca_file: Option<PathBuf>,
 }
 
 /// A pooled HTTP/1.1 client that turns every request into one [`RequestResult`].
@@ -65,15 +71,19 @@ struct Shared {
 
 impl Client {
     pub(crate) fn new(config: ClientConfig) -> crate::Result<Self> {
+        // Read once here, for http:// too: a bad CA file is refused at start, not ignored.
+        let tls = tls::config(config.ca_file.as_deref())?;
         let endpoint = Endpoint::new(
             &config.base_url,
             config.api_key.as_deref(),
             config.headers.clone(),
+            &tls,
         )?;
         Ok(Self {
             pool: transport::pool(
                 config.connections,
                 config.connect_timeout,
+                tls,
                 config.limits.head_bytes,
             ),
             shared: Arc::new(Shared { endpoint, config }),
@@ -215,7 +225,7 @@ impl Client {
         let config = &shared.config;
         let mut sender = match conn
             .checkout(
-                &shared.endpoint.connect_to,
+                &shared.endpoint,
                 config.connect_timeout,
                 config.limits.head_bytes,
             )
@@ -291,6 +301,7 @@ impl Client {
                     let reading = Reading {
                         text_limit,
                         max_tokens,
+                        stall: config.stall_gap,
                         limits,
                     };
                     if stream && is_sse {
@@ -299,14 +310,10 @@ impl Client {
                         body::read_message(body, record, reading).await.map(Some)
                     }
                 }
-                Expect::Any if text_limit == 0 => {
-                    body::drain_body(body, limits.body_bytes).await.map(|()| {
-                        record.first_token_at = Some(Instant::now());
-                        None
-                    })
-                }
+                Expect::Any if text_limit == 0 => body::drain_body(body, limits.body_bytes)
+                    .await
+                    .map(|()| None),
                 Expect::Any => body::read_body(body, limits.body_bytes).await.map(|bytes| {
-                    record.first_token_at = Some(Instant::now());
                     record.text = Some(classify::truncated(&bytes, text_limit));
                     None
                 }),

@@ -105,6 +105,8 @@ fn client(addr: std::net::SocketAddr) -> Client {
         headers: Vec::new(),
         graceful_statuses: vec![429, 503],
         text_limit: 64,
+        stall_gap: crate::metrics::DEFAULT_STALL_GAP,
+        ca_file: None,
         limits: ResponseLimits {
             stream_idle: Duration::from_millis(500),
             ..ResponseLimits::default()

@@ -8,7 +8,13 @@
 //! A worker has at most one request in flight, so it needs exactly one connection, and owning
 //! it skips what the shared pool costs per request: a pool lock on checkout, a spawned task
 //! that hands the connection back after each response, and parsing an absolute URI. The
-//! connection count is capped by construction (one per worker). Traps handled here:
+//! connection count is capped by construction (one per worker).
+//!
+//! `https://` endpoints go through TLS ([`tls`](super::tls)) on both paths: the pool through
+//! hyper-rustls's connector, without ALPN (HTTP/1.1 is the only protocol it is built for); a
+//! [`Conn`] through its own handshake, offering ALPN `http/1.1` only. On a [`Conn`], the
+//! connect timeout bounds TCP connect and TLS handshake together, and a failed handshake is a
+//! [`Failure::Tls`] of the request that opened the connection. Traps handled here:
 //! - a connection idle for longer than [`IDLE_LIMIT`] is not reused: the server may be closing
 //!   it (uvicorn closes idle keep-alive connections after 5 s by default, hyper's server after
 //!   30 s), and a request written into a closing connection fails for a reason that is not the
@@ -27,13 +33,16 @@ use http::header::{ACCEPT_ENCODING, CONTENT_TYPE, HOST, HeaderName, HeaderValue}
 use http::{HeaderMap, Uri};
 use http_body_util::Full;
 use hyper::client::conn::http1::{self, SendRequest};
+use hyper_rustls::{HttpsConnector, HttpsConnectorBuilder};
 use hyper_util::client::legacy::Client as HyperClient;
 use hyper_util::client::legacy::connect::HttpConnector;
 use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
+use tokio::io::{AsyncRead, AsyncWrite};
 use tokio::net::TcpStream;
 
 use super::Request;
 use super::classify::{Failure, error_chain};
+use super::tls::Tls;
 use crate::Error;
 
 const X_API_KEY: HeaderName = HeaderName::from_static("x-api-key");
@@ -46,17 +55,31 @@ const ANTHROPIC_VERSION: HeaderName = HeaderName::from_static("anthropic-version
 pub(crate) const IDLE_LIMIT: Duration = Duration::from_secs(4);
 
 /// The shared connection pool.
-pub(crate) type Pool = HyperClient<HttpConnector, Full<Bytes>>;
+pub(crate) type Pool = HyperClient<HttpsConnector<HttpConnector>, Full<Bytes>>;
 
 /// hyper's smallest read buffer bound (its builders panic below it).
 const MIN_BUF_BYTES: usize = 8192;
 
-/// A pool of at most `idle` idle connections, connecting within `connect_timeout`, reading
-/// response heads of at most `max(head_bytes, 8 KiB)`.
-pub(crate) fn pool(idle: usize, connect_timeout: Duration, head_bytes: usize) -> Pool {
-    let mut connector = HttpConnector::new();
-    connector.set_nodelay(true);
-    connector.set_connect_timeout(Some(connect_timeout));
+/// A pool of at most `idle` idle connections, connecting (TCP) within `connect_timeout`,
+/// for `http://` and `https://` alike (TLS with `tls`; the handshake is bounded by the
+/// request timeout of each control request), reading response heads of at most
+/// `max(head_bytes, 8 KiB)`.
+pub(crate) fn pool(
+    idle: usize,
+    connect_timeout: Duration,
+    tls: rustls::ClientConfig,
+    head_bytes: usize,
+) -> Pool {
+    let mut tcp = HttpConnector::new();
+    tcp.set_nodelay(true);
+    tcp.set_connect_timeout(Some(connect_timeout));
+    // The TLS layer above sees `https://` URIs: the TCP connector must let them through.
+    tcp.enforce_http(false);
+    let connector = HttpsConnectorBuilder::new()
+        .with_tls_config(tls)
+        .https_or_http()
+        .enable_http1()
+        .wrap_connector(tcp);
     HyperClient::builder(TokioExecutor::new())
         .http1_max_buf_size(head_bytes.max(MIN_BUF_BYTES))
         .pool_idle_timeout(IDLE_LIMIT)
@@ -69,10 +92,12 @@ pub(crate) fn pool(idle: usize, connect_timeout: Duration, head_bytes: usize) ->
 /// The server requests go to, and the headers every request carries.
 #[derive(Debug)]
 pub(crate) struct Endpoint {
-    /// `http://host:port`.
+    /// `http://host:port` or `https://host:port`.
     scheme_authority: String,
-    /// `host:port` to connect to (port 80 when the URL has none).
+    /// `host:port` to connect to (port 80, or 443 for https, when the URL has none).
     pub(crate) connect_to: String,
+    /// How connections are wrapped for an `https://` URL; `None` for `http://`.
+    tls: Option<Tls>,
     /// The `Host` header of requests sent on a [`Conn`].
     host: HeaderValue,
     /// The base URL's path, without trailing `/`.
@@ -82,25 +107,36 @@ pub(crate) struct Endpoint {
 }
 
 impl Endpoint {
-    /// The endpoint of `base_url` (`http://HOST[:PORT][/prefix]`).
+    /// The endpoint of `base_url` (`http[s]://HOST[:PORT][/prefix]`); an `https://` one
+    /// verifies certificates with `tls`, for the URL's host.
     pub(crate) fn new(
         base_url: &str,
         api_key: Option<&str>,
         headers: Vec<(HeaderName, HeaderValue)>,
+        tls: &rustls::ClientConfig,
     ) -> crate::Result<Self> {
         let bad = |reason: String| Error::InvalidUrl {
             url: base_url.to_owned(),
             reason,
         };
         let uri: Uri = base_url.parse().map_err(|e| bad(format!("{e}")))?;
-        match uri.scheme_str() {
-            Some("http") => {}
-            Some(other) => return Err(bad(format!("scheme {other} is not supported, use http"))),
+        let (scheme, default_port) = match uri.scheme_str() {
+            Some("http") => ("http", 80),
+            Some("https") => ("https", 443),
+            Some(other) => {
+                return Err(bad(format!(
+                    "scheme {other} is not supported, use http or https"
+                )));
+            }
             None => return Err(bad("missing scheme, expected http://HOST:PORT".to_owned())),
-        }
+        };
         let authority = uri
             .authority()
             .ok_or_else(|| bad("missing host".to_owned()))?;
+        let tls = match scheme {
+            "https" => Some(Tls::new(tls, authority.host()).map_err(bad)?),
+            _ => None,
+        };
         let host = HeaderValue::from_str(authority.as_str())
             .map_err(|_| bad("invalid host".to_owned()))?;
         let api_key = match api_key {
@@ -113,12 +149,13 @@ impl Endpoint {
             ),
         };
         Ok(Self {
-            scheme_authority: format!("http://{authority}"),
+            scheme_authority: format!("{scheme}://{authority}"),
             connect_to: format!(
                 "{}:{}",
                 authority.host(),
-                authority.port_u16().unwrap_or(80)
+                authority.port_u16().unwrap_or(default_port)
             ),
+            tls,
             host,
             prefix: uri.path().trim_end_matches('/').to_owned(),
             api_key,
@@ -210,14 +247,14 @@ impl Conn {
     }
 
     /// A sender ready for one request: the open connection if it can be reused, else a new one
-    /// to `addr` (`host:port`), connected within `connect_timeout`, reading response heads of
-    /// at most `head_bytes`.
+    /// to `endpoint`, connected (TCP and TLS) within `connect_timeout`, reading response heads
+    /// of at most `head_bytes`.
     ///
     /// The sender is taken out: give it back with [`put_back`](Self::put_back) once its
     /// response has been read whole.
     pub(super) async fn checkout(
         &mut self,
-        addr: &str,
+        endpoint: &Endpoint,
         connect_timeout: Duration,
         head_bytes: usize,
     ) -> Result<SendRequest<Full<Bytes>>, Failure> {
@@ -228,7 +265,7 @@ impl Conn {
         {
             return Ok(open.sender);
         }
-        connect(addr, connect_timeout, head_bytes).await
+        connect(endpoint, connect_timeout, head_bytes).await
     }
 
     /// Keeps `sender` for the next request.
@@ -240,11 +277,15 @@ impl Conn {
     }
 }
 
+/// A new connection to `endpoint`: TCP, then TLS for https, both within `connect_timeout`,
+/// then the HTTP/1 handshake.
 async fn connect(
-    addr: &str,
+    endpoint: &Endpoint,
     connect_timeout: Duration,
     head_bytes: usize,
 ) -> Result<SendRequest<Full<Bytes>>, Failure> {
+    let addr = endpoint.connect_to.as_str();
+    let started = Instant::now();
     let stream = match tokio::time::timeout(connect_timeout, TcpStream::connect(addr)).await {
         Ok(Ok(s)) => s,
         Ok(Err(source)) => {
@@ -262,10 +303,36 @@ async fn connect(
     };
     // Small requests must not wait for Nagle's algorithm; failure only costs latency.
     let _ = stream.set_nodelay(true);
+    let Some(tls) = &endpoint.tls else {
+        return handshake(stream, head_bytes).await;
+    };
+    let left = connect_timeout.saturating_sub(started.elapsed());
+    match tokio::time::timeout(left, tls.connect(stream)).await {
+        Ok(Ok(stream)) => handshake(stream, head_bytes).await,
+        Ok(Err(e)) => Err(Failure::Tls {
+            addr: addr.to_owned(),
+            reason: error_chain(&e),
+        }),
+        Err(_) => Err(Failure::Tls {
+            addr: addr.to_owned(),
+            reason: format!(
+                "no handshake within the {:.1} s connect timeout",
+                connect_timeout.as_secs_f64()
+            ),
+        }),
+    }
+}
+
+/// The HTTP/1 handshake on an open connection (plain or TLS), reading response heads of at
+/// most `head_bytes`.
+async fn handshake<T>(io: T, head_bytes: usize) -> Result<SendRequest<Full<Bytes>>, Failure>
+where
+    T: AsyncRead + AsyncWrite + Unpin + Send + 'static,
+{
     let (sender, connection) = http1::Builder::new()
         .max_buf_size(head_bytes.max(MIN_BUF_BYTES))
         .max_header_size(head_bytes)
-        .handshake(TokioIo::new(stream))
+        .handshake(TokioIo::new(io))
         .await
         .map_err(|e| Failure::Handshake(error_chain(&e)))?;
     // The connection task ends when the sender is dropped or the peer closes.
@@ -273,4 +340,37 @@ async fn connect(
         let _ = connection.await;
     });
     Ok(sender)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn endpoint(url: &str) -> crate::Result<Endpoint> {
+        let tls = super::super::tls::config(None).expect("webpki roots");
+        Endpoint::new(url, None, Vec::new(), &tls)
+    }
+
+    #[test]
+    fn https_is_accepted_with_its_default_port() {
+        let e = endpoint("https://llm.example/v1").unwrap();
+        assert_eq!(e.connect_to, "llm.example:443");
+        assert_eq!(e.scheme_authority, "https://llm.example");
+        assert_eq!(e.prefix, "/v1");
+        assert!(e.tls.is_some());
+        let e = endpoint("https://127.0.0.1:8443").unwrap();
+        assert_eq!(e.connect_to, "127.0.0.1:8443");
+        assert!(endpoint("https://[::1]:8443").unwrap().tls.is_some());
+        let e = endpoint("http://llm.example").unwrap();
+        assert_eq!(e.connect_to, "llm.example:80");
+        assert!(e.tls.is_none());
+    }
+
+    #[test]
+    fn other_schemes_are_refused() {
+        for url in ["ftp://llm.example/", "llm.example:80", "ws://llm.example"] {
+            let err = endpoint(url).unwrap_err();
+            assert!(matches!(err, Error::InvalidUrl { .. }), "{url}: {err}");
+        }
+    }
 }

@@ -54,6 +54,8 @@ pub(crate) struct RunShared {
     pub(crate) sink: Arc<dyn Sink>,
     pub(crate) tally: Arc<Tally>,
     pub(crate) model: String,
+    /// Whether agents' turns ask for a stream by default.
+    pub(crate) stream: bool,
     pub(crate) deadline: Instant,
 }
 
@@ -94,7 +96,9 @@ pub struct Agent {
     turns: u32,
     /// `max_tokens` of the requests [`send_turn`](Self::send_turn) builds.
     pub max_tokens: u32,
-    /// Whether [`send_turn`](Self::send_turn) asks for a stream.
+    /// Whether [`send_turn`](Self::send_turn) asks for a stream: the harness's
+    /// [`StressConfig::stream`](crate::StressConfig::stream) (on by default), as real clients
+    /// stream.
     pub stream: bool,
     scheduled: Option<Instant>,
     /// The agent's own keep-alive connection (one request in flight at a time).
@@ -111,7 +115,7 @@ impl Agent {
             conversation: Vec::new(),
             turns: 0,
             max_tokens: 50,
-            stream: false,
+            stream: run.stream,
             scheduled: None,
             conn: Conn::new(),
             run,
@@ -188,8 +192,9 @@ impl Agent {
     }
 
     /// Sends the next user turn of the conversation (`POST /v1/messages` with the whole
-    /// history) and, on success, appends the reply; on failure the user turn is dropped so the
-    /// conversation stays alternating.
+    /// history, streamed when [`stream`](Self::stream) is set) and, on success, appends the
+    /// reply (its text is kept, bounded by the harness's `text_limit`, streamed or not); on
+    /// failure the user turn is dropped so the conversation stays alternating.
     pub async fn send_turn(&mut self, text: impl Into<String>) -> RequestResult {
         self.conversation.push(Message::user(text));
         let mut body = MessagesRequest::new(

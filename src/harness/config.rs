@@ -1,11 +1,13 @@
 //! [`StressConfig`]: the harness's settings, from code or from `SEMANTIC_*` environment
 //! variables, validated once.
 
+use std::path::PathBuf;
 use std::time::Duration;
 
 use http::header::{HeaderName, HeaderValue};
 
-use crate::{Error, ResponseLimits};
+use crate::metrics::{DEFAULT_STALL_GAP, MetricsCollector, Slo};
+use crate::{Error, ResponseLimits, ServerMetricNames};
 
 /// Default base URL: the seed's server address.
 pub const DEFAULT_BASE_URL: &str = "http://localhost:8000";
@@ -33,7 +35,8 @@ const MAX_DURATION: Duration = Duration::from_secs(30 * 24 * 3600);
 /// ```
 #[derive(Debug, Clone)]
 pub struct StressConfig {
-    /// Server base URL (`http://HOST:PORT`, optionally with a path prefix).
+    /// Server base URL (`http://HOST:PORT` or `https://HOST[:PORT]`, optionally with a path
+    /// prefix; the port defaults to 80 or 443).
     pub base_url: String,
     /// Concurrent workers: at most this many requests in flight.
     pub workers: usize,
@@ -61,6 +64,19 @@ pub struct StressConfig {
     pub grace: Duration,
     /// Bounds on what one response may make the harness read and hold.
     pub limits: ResponseLimits,
+    /// Whether generated Messages requests (agent turns, the suite's scenarios) ask for a
+    /// stream, as real clients do; on by default.
+    pub stream: bool,
+    /// The service-level objectives goodput is judged against.
+    pub slo: Slo,
+    /// A gap between two content deltas longer than this is a stall.
+    pub stall_gap: Duration,
+    /// The names read from the server's `GET /metrics` during runs (vLLM's by default);
+    /// `None` reads nothing.
+    pub server_metrics: Option<ServerMetricNames>,
+    /// PEM bundle of CA certificates trusted for `https://`, on top of Mozilla's roots (for a
+    /// private CA or a self-signed server). Read when the harness is built.
+    pub ca_file: Option<PathBuf>,
 }
 
 impl Default for StressConfig {
@@ -88,12 +104,22 @@ impl StressConfig {
             seed: 0x5eed,
             grace: Duration::from_secs(5),
             limits: ResponseLimits::default(),
+            stream: true,
+            slo: Slo::default(),
+            stall_gap: DEFAULT_STALL_GAP,
+            server_metrics: Some(ServerMetricNames::default()),
+            ca_file: None,
         }
     }
 
-    /// Reads `SEMANTIC_BASE_URL`, `SEMANTIC_STRESS_TEST_WORKERS`,
-    /// `SEMANTIC_STRESS_TEST_RATE_LIMIT`, `SEMANTIC_STRESS_TEST_DURATION` (seconds),
-    /// `SEMANTIC_API_KEY` and `SEMANTIC_GRACEFUL_STATUSES` (comma list) over the defaults.
+    /// Reads the target's settings ([`TargetSettings`](crate::target::TargetSettings): the
+    /// file of `SEMANTIC_TARGET_FILE`, `SEMANTIC_BASE_URL`, `SEMANTIC_MODEL`,
+    /// `SEMANTIC_API_KEY`, `SEMANTIC_AUTH`, `SEMANTIC_HEADERS`, `SEMANTIC_STRESS_TIMEOUT`,
+    /// `SEMANTIC_CONNECT_TIMEOUT`, `SEMANTIC_CA_FILE`), the sizes ([`Overrides`](crate::Overrides):
+    /// `SEMANTIC_STRESS_TEST_WORKERS`, `…_RATE_LIMIT`, `…_DURATION`) and
+    /// `SEMANTIC_GRACEFUL_STATUSES` (comma list), `SEMANTIC_STREAM` (`true`/`false`) and the
+    /// objectives `SEMANTIC_SLO_TTFT_MS`, `SEMANTIC_SLO_TPOT_MS`, `SEMANTIC_SLO_MAX_ITL_MS`,
+    /// `SEMANTIC_SLO_E2E_MS` (milliseconds, or `none`) over the defaults.
     ///
     /// # Errors
     ///
@@ -109,18 +135,31 @@ impl StressConfig {
     /// [`Error::InvalidConfig`] naming the variable when a value does not parse.
     pub fn from_lookup(get: impl Fn(&str) -> Option<String>) -> crate::Result<Self> {
         let get = |name: &str| get(name).filter(|v| !v.trim().is_empty());
-        let mut config =
-            Self::new(get("SEMANTIC_BASE_URL").unwrap_or_else(|| DEFAULT_BASE_URL.to_owned()));
+        let target = crate::target::TargetSettings::from_lookup(get)?;
+        let mut config = target.apply(Self::new(DEFAULT_BASE_URL))?;
         let sizes = super::Overrides::from_lookup(get)?;
         config.workers = sizes.workers_or(config.workers);
         config.rate_limit = sizes.rate.or(config.rate_limit);
         config.duration = sizes.duration_or(config.duration);
-        config.api_key = get("SEMANTIC_API_KEY");
         if let Some(v) = get("SEMANTIC_GRACEFUL_STATUSES") {
             config.graceful_statuses = v
                 .split(',')
                 .map(|s| parse(s.trim(), "SEMANTIC_GRACEFUL_STATUSES"))
                 .collect::<crate::Result<_>>()?;
+        }
+        if let Some(v) = get("SEMANTIC_STREAM") {
+            config.stream = parse(&v.to_ascii_lowercase(), "SEMANTIC_STREAM")?;
+        }
+        let slo = &mut config.slo;
+        for (var, limit) in [
+            ("SEMANTIC_SLO_TTFT_MS", &mut slo.ttft),
+            ("SEMANTIC_SLO_TPOT_MS", &mut slo.tpot),
+            ("SEMANTIC_SLO_MAX_ITL_MS", &mut slo.max_itl),
+            ("SEMANTIC_SLO_E2E_MS", &mut slo.e2e),
+        ] {
+            if let Some(v) = get(var) {
+                *limit = limit_ms(&v, var)?;
+            }
         }
         config.validate()?;
         Ok(config)
@@ -203,6 +242,47 @@ impl StressConfig {
         self
     }
 
+    /// Whether generated Messages requests ask for a stream (default: yes).
+    #[must_use]
+    pub fn stream(mut self, stream: bool) -> Self {
+        self.stream = stream;
+        self
+    }
+
+    /// Sets the objectives goodput is judged against.
+    #[must_use]
+    pub fn slo(mut self, slo: Slo) -> Self {
+        self.slo = slo;
+        self
+    }
+
+    /// Sets the gap between deltas above which a gap is a stall.
+    #[must_use]
+    pub fn stall_gap(mut self, gap: Duration) -> Self {
+        self.stall_gap = gap;
+        self
+    }
+
+    /// Sets the names read from the server's `/metrics` (`None`: read nothing).
+    #[must_use]
+    pub fn server_metrics(mut self, names: Option<ServerMetricNames>) -> Self {
+        self.server_metrics = names;
+        self
+    }
+
+    /// An empty collector judging goodput against these settings' objectives.
+    pub fn collector(&self) -> MetricsCollector {
+        MetricsCollector::with_slo(self.slo, self.stall_gap)
+    }
+
+    /// Trusts the CA certificates of the PEM file at `path` for `https://`, on top of
+    /// Mozilla's roots.
+    #[must_use]
+    pub fn ca_file(mut self, path: impl Into<PathBuf>) -> Self {
+        self.ca_file = Some(path.into());
+        self
+    }
+
     /// Sets the seed of random choices.
     #[must_use]
     pub fn seed(mut self, seed: u64) -> Self {
@@ -241,6 +321,9 @@ impl StressConfig {
             );
         }
         self.limits.validate()?;
+        if self.stall_gap.is_zero() {
+            return bad("stall_gap", "must be positive".to_owned());
+        }
         if self.connect_timeout.is_zero() {
             return bad("connect_timeout", "must be positive".to_owned());
         }
@@ -256,6 +339,20 @@ impl StressConfig {
         }
         Ok(())
     }
+}
+
+/// An objective in milliseconds, or `none`.
+fn limit_ms(value: &str, field: &'static str) -> crate::Result<Option<Duration>> {
+    if value.trim().eq_ignore_ascii_case("none") {
+        return Ok(None);
+    }
+    let ms: f64 = parse(value, field)?;
+    Duration::try_from_secs_f64(ms / 1e3)
+        .map(Some)
+        .map_err(|e| Error::InvalidConfig {
+            field,
+            reason: format!("{value:?}: {e}"),
+        })
 }
 
 fn parse<T: std::str::FromStr>(value: &str, field: &'static str) -> crate::Result<T>
@@ -300,6 +397,18 @@ mod tests {
         assert_eq!(c.rate_limit, Some(2.5));
         assert_eq!(c.duration, Duration::from_secs(30));
         assert_eq!(c.api_key.as_deref(), Some("k"));
+        assert!(c.stream, "streams by default");
+        let c = StressConfig::from_lookup(lookup(&[
+            ("SEMANTIC_STREAM", "False"),
+            ("SEMANTIC_SLO_TTFT_MS", "250"),
+            ("SEMANTIC_SLO_E2E_MS", "none"),
+        ]))
+        .unwrap();
+        assert!(!c.stream);
+        assert_eq!(c.slo.ttft, Some(Duration::from_millis(250)));
+        assert_eq!(c.slo.e2e, None);
+        assert_eq!(c.slo.tpot, Slo::default().tpot);
+        assert!(StressConfig::from_lookup(lookup(&[("SEMANTIC_SLO_TPOT_MS", "-3")])).is_err());
         let d = StressConfig::from_lookup(lookup(&[])).unwrap();
         assert_eq!(d.duration, DEFAULT_DURATION);
         assert_eq!(d.base_url, DEFAULT_BASE_URL);

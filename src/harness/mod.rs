@@ -39,9 +39,10 @@ use agent::{RunShared, Sink};
 
 use crate::client::ClientConfig;
 use crate::metrics::MemoryTrend;
+use crate::sampling::ServerMemory;
 use crate::{Client, LoadMetrics, Request, RequestResult};
 use shards::ShardedCollector;
-use sustained::{ServerMemory, Streaming};
+use sustained::{ProgressSource, Streaming};
 
 /// Hard bound on a run that has no duration of its own (count-bounded or agent workloads),
 /// unless [`StressConfig::duration`] is shorter.
@@ -121,6 +122,8 @@ impl StressHarness {
             graceful_statuses: config.graceful_statuses.clone(),
             text_limit: config.text_limit,
             limits: config.limits,
+            stall_gap: config.stall_gap,
+            ca_file: config.ca_file.clone(),
         })?;
         Ok(Self { config, client })
     }
@@ -273,7 +276,7 @@ impl StressHarness {
         F: Fn(Slot) -> Request + Send + Sync + 'static,
     {
         load.validate()?;
-        let sink = Arc::new(ShardedCollector::new());
+        let sink = Arc::new(ShardedCollector::new(self.config.collector()));
         let run = self.shared(self.deadline_for(&load, Instant::now()), sink.clone());
         let generator = self
             .drive(load, false, &run, move |agent, slot| {
@@ -336,6 +339,7 @@ impl StressHarness {
             options.duration,
             options.window,
             self.config.seed,
+            self.config.collector(),
         ));
         let run = self.shared(
             later(
@@ -344,36 +348,20 @@ impl StressHarness {
             ),
             Arc::clone(&streaming) as Arc<dyn Sink>,
         );
-        let memory = Arc::new(ServerMemory::start(&options, &self.client));
+        let memory = Arc::new(ServerMemory::start(
+            options.memory_pid,
+            options.memory_reading.as_ref(),
+            options.memory_interval,
+            &self.client,
+        ));
         // The harness's own memory, beside the server's (a failure to sample only loses it).
         let own = crate::MemorySampler::start(std::process::id(), options.memory_interval).ok();
-        let progress = options.progress.clone().map(|f| {
-            let tally = Arc::clone(&run.tally);
-            let memory = Arc::clone(&memory);
-            let streaming = Arc::clone(&streaming);
-            let (every, total) = (options.progress_interval, options.duration);
-            tokio::spawn(async move {
-                let mut tick = tokio::time::interval(every.max(Duration::from_millis(100)));
-                tick.tick().await;
-                loop {
-                    tick.tick().await;
-                    f(&Progress {
-                        elapsed: started.elapsed(),
-                        total,
-                        sent: tally.sent(),
-                        errors: tally.errors(),
-                        rejected: tally.rejected(),
-                        server_rss_bytes: memory.latest(),
-                        recent_p95: streaming.recent_p95(),
-                    });
-                }
-            })
-        });
+        let progress = ProgressSource::start(&options, started, &run.tally, &memory, &streaming);
         let agents = self.agents(workers, true, &run);
         let generator = engine::run_steps(load, agents, &run, self.config.grace, step).await;
-        if let Some(task) = progress {
-            task.abort();
-            let _ = task.await;
+        if let Some(progress) = progress {
+            // Ends the progress source, and with it its reference to `memory`.
+            drop(progress.stop().await);
         }
         // The progress task was joined above, so this is the only reference left.
         let (memory_samples, memory_error) = match Arc::try_unwrap(memory) {
@@ -473,6 +461,7 @@ impl StressHarness {
             sink,
             tally: Arc::new(Tally::default()),
             model: self.config.model.clone(),
+            stream: self.config.stream,
             deadline,
         })
     }

@@ -59,23 +59,31 @@ impl<T> Shards<T> {
 
 /// A sink that folds records into per-thread [`MetricsCollector`]s: fixed memory for any run
 /// length, no shared lock on the hot path.
-pub(crate) struct ShardedCollector(Shards<MetricsCollector>);
+pub(crate) struct ShardedCollector {
+    shards: Shards<MetricsCollector>,
+    empty: MetricsCollector,
+}
 
 impl ShardedCollector {
-    pub(crate) fn new() -> Self {
-        Self(Shards::new(MetricsCollector::new))
+    /// Shards that each start as a copy of `empty` (which carries the objectives).
+    pub(crate) fn new(empty: MetricsCollector) -> Self {
+        let template = empty.clone();
+        Self {
+            shards: Shards::new(move || template.clone()),
+            empty,
+        }
     }
 
     /// The merged collector of every record so far.
     pub(crate) fn merged(&self) -> MetricsCollector {
-        self.0
-            .fold(MetricsCollector::new(), MetricsCollector::merge)
+        self.shards
+            .fold(self.empty.clone(), MetricsCollector::merge)
     }
 }
 
 impl Sink for ShardedCollector {
     fn record(&self, result: &RequestResult) {
-        self.0.with(|c| c.record(result));
+        self.shards.with(|c| c.record(result));
     }
 }
 
@@ -88,7 +96,7 @@ mod tests {
 
     #[test]
     fn merged_shards_count_every_record_once() {
-        let sink = std::sync::Arc::new(ShardedCollector::new());
+        let sink = std::sync::Arc::new(ShardedCollector::new(MetricsCollector::new()));
         let threads: Vec<_> = (0..4)
             .map(|_| {
                 let sink = std::sync::Arc::clone(&sink);

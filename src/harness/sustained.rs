@@ -7,12 +7,14 @@ use std::time::{Duration, Instant};
 
 use serde::Serialize;
 
+use super::Tally;
 use super::agent::Sink;
-use crate::memory::Series;
 use crate::metrics::{
     Degradation, LoadMetrics, MemoryTrend, MetricsCollector, Window, WindowedSeries,
 };
-use crate::{Client, GeneratorStats, MemorySample, MemorySampler, Request, RequestResult};
+use crate::sampling::{First, Periodic, Plan, Retention, ServerMemory, Source, Tick};
+use crate::target::Reading;
+use crate::{GeneratorStats, MemorySample, RequestResult};
 
 /// A progress callback.
 pub type ProgressFn = Arc<dyn Fn(&Progress) + Send + Sync>;
@@ -28,9 +30,9 @@ pub struct Sustained {
     pub warmup: Duration,
     /// The server process whose resident memory is sampled, if known.
     pub memory_pid: Option<u32>,
-    /// Without a pid, read the server's memory from its Prometheus `GET /metrics`
-    /// (`process_resident_memory_bytes`).
-    pub memory_from_metrics: bool,
+    /// Without a pid, read the server's memory (bytes) from this route: a Prometheus gauge or a
+    /// JSON figure.
+    pub memory_reading: Option<Reading>,
     /// Interval between memory samples.
     pub memory_interval: Duration,
     /// Windows compared on each side (early vs late) for degradation.
@@ -48,7 +50,7 @@ impl std::fmt::Debug for Sustained {
             .field("window", &self.window)
             .field("warmup", &self.warmup)
             .field("memory_pid", &self.memory_pid)
-            .field("memory_from_metrics", &self.memory_from_metrics)
+            .field("memory_reading", &self.memory_reading)
             .field("memory_interval", &self.memory_interval)
             .field("degradation_windows", &self.degradation_windows)
             .field("progress", &self.progress.is_some())
@@ -69,7 +71,7 @@ impl Sustained {
             window,
             warmup: window,
             memory_pid: None,
-            memory_from_metrics: false,
+            memory_reading: None,
             memory_interval,
             degradation_windows: 2,
             progress: None,
@@ -84,10 +86,22 @@ impl Sustained {
         self
     }
 
-    /// Without a pid, reads server memory from `GET /metrics` instead.
+    /// Without a pid, reads server memory from `GET /metrics`'s
+    /// `process_resident_memory_bytes` gauge instead (or stops reading it).
     #[must_use]
     pub fn memory_from_metrics(mut self, yes: bool) -> Self {
-        self.memory_from_metrics = yes;
+        self.memory_reading = yes.then(|| Reading::Prometheus {
+            path: "/metrics".to_owned(),
+            metric: "process_resident_memory_bytes".to_owned(),
+            scale: 1.0,
+        });
+        self
+    }
+
+    /// Without a pid, reads server memory (bytes) as `reading` says.
+    #[must_use]
+    pub fn memory_reading(mut self, reading: Option<Reading>) -> Self {
+        self.memory_reading = reading;
         self
     }
 
@@ -192,14 +206,20 @@ pub(crate) struct Streaming {
 impl Streaming {
     /// Aggregates for a run of `duration` in windows of `window`, all allocated now so that
     /// the harness's memory stays flat while the run goes on.
-    pub(crate) fn new(origin: Instant, duration: Duration, window: Duration, seed: u64) -> Self {
+    pub(crate) fn new(
+        origin: Instant,
+        duration: Duration,
+        window: Duration,
+        seed: u64,
+        collector: MetricsCollector,
+    ) -> Self {
         // The window count fits in usize for any accepted duration; +2 covers the partial
         // last window and in-flight requests that end after the schedule.
         let n =
             usize::try_from(duration.as_nanos() / window.as_nanos().max(1)).unwrap_or(usize::MAX);
         Self {
             state: Mutex::new((
-                MetricsCollector::new(),
+                collector,
                 WindowedSeries::new(origin, window)
                     .with_seed(seed)
                     .with_capacity(n.saturating_add(2)),
@@ -235,115 +255,124 @@ impl Sink for Streaming {
     }
 }
 
-/// Shortest interval between `/metrics` scrapes.
-const MIN_SCRAPE_INTERVAL: Duration = Duration::from_millis(100);
-/// Samples kept by the `/metrics` scraper before it decimates (as the pid sampler does).
-const SCRAPE_CAPACITY: usize = 4096;
+/// Progress is never reported more often than this.
+const PROGRESS_FLOOR: Duration = Duration::from_millis(100);
 
-/// Where the server's memory comes from during a sustained run.
-#[derive(Debug)]
-pub(crate) enum ServerMemory {
-    /// Not sampled (with the reason, when one was asked for and failed).
-    Off(Option<String>),
-    /// By pid, from the operating system.
-    Pid(MemorySampler),
-    /// From the server's Prometheus gauge.
-    Metrics(Scraper),
+/// The progress of a sustained run as a [`Source`]: each read gathers the run's live figures and
+/// hands them to the callback.
+pub(crate) struct ProgressSource {
+    callback: ProgressFn,
+    started: Instant,
+    total: Duration,
+    tally: Arc<Tally>,
+    memory: Arc<ServerMemory>,
+    streaming: Arc<Streaming>,
 }
 
-#[derive(Debug)]
-pub(crate) struct Scraper {
-    state: Arc<Mutex<ScrapeState>>,
-    task: tokio::task::JoinHandle<()>,
-}
-
-#[derive(Debug)]
-struct ScrapeState {
-    series: Series,
-    error: Option<String>,
-}
-
-impl ServerMemory {
-    pub(crate) fn start(options: &Sustained, client: &Client) -> Self {
-        if let Some(pid) = options.memory_pid {
-            return match MemorySampler::start(pid, options.memory_interval) {
-                Ok(s) => Self::Pid(s),
-                Err(e) => Self::Off(Some(e.to_string())),
-            };
-        }
-        if !options.memory_from_metrics {
-            return Self::Off(None);
-        }
-        // A zero interval would scrape back to back: load on the server under test.
-        let every = options.memory_interval.max(MIN_SCRAPE_INTERVAL);
-        let state = Arc::new(Mutex::new(ScrapeState {
-            series: Series::new(SCRAPE_CAPACITY, every),
-            error: None,
-        }));
-        let shared = Arc::clone(&state);
-        let client = client.clone();
-        let task = tokio::spawn(async move {
-            let start = Instant::now();
-            let request = Request::get("/metrics");
-            loop {
-                let reading = client.control_text(&request).await;
-                let every = {
-                    let mut s = shared.lock().unwrap_or_else(PoisonError::into_inner);
-                    match reading.map(|t| crate::prometheus_rss_bytes(&t)) {
-                        Ok(Some(rss_bytes)) => s.series.push(MemorySample {
-                            at: start.elapsed(),
-                            rss_bytes,
-                        }),
-                        Ok(None) => {
-                            s.error = Some(
-                                "GET /metrics has no process_resident_memory_bytes gauge: set SEMANTIC_SERVER_PID to the server's pid".to_owned(),
-                            );
-                        }
-                        Err(e) => {
-                            s.error =
-                                Some(format!("{e}: set SEMANTIC_SERVER_PID to the server's pid"))
-                        }
-                    }
-                    s.series.interval
-                };
-                tokio::time::sleep(every).await;
-            }
-        });
-        Self::Metrics(Scraper { state, task })
+impl ProgressSource {
+    /// Calls `options.progress`, if set, every `options.progress_interval` (at least 100 ms,
+    /// the first call one interval after now) with the figures of the run `started` then.
+    pub(crate) fn start(
+        options: &Sustained,
+        started: Instant,
+        tally: &Arc<Tally>,
+        memory: &Arc<ServerMemory>,
+        streaming: &Arc<Streaming>,
+    ) -> Option<Periodic<Self>> {
+        let source = Self {
+            callback: options.progress.clone()?,
+            started,
+            total: options.duration,
+            tally: Arc::clone(tally),
+            memory: Arc::clone(memory),
+            streaming: Arc::clone(streaming),
+        };
+        let plan = Plan::every(
+            options.progress_interval,
+            Retention::KeepFirst { capacity: 0 },
+        )
+        .floor(PROGRESS_FLOOR)
+        .first(First::AfterInterval);
+        Some(Periodic::start(source, plan))
     }
+}
 
-    pub(crate) fn latest(&self) -> Option<u64> {
-        match self {
-            Self::Off(_) => None,
-            Self::Pid(s) => s.latest().map(|m| m.rss_bytes),
-            Self::Metrics(s) => s
-                .state
-                .lock()
-                .unwrap_or_else(PoisonError::into_inner)
-                .series
-                .samples
-                .last()
-                .map(|m| m.rss_bytes),
-        }
+impl Source for ProgressSource {
+    type Sample = Progress;
+
+    async fn read(&mut self, _: Tick) -> Option<Progress> {
+        let progress = Progress {
+            elapsed: self.started.elapsed(),
+            total: self.total,
+            sent: self.tally.sent(),
+            errors: self.tally.errors(),
+            rejected: self.tally.rejected(),
+            server_rss_bytes: self.memory.latest(),
+            recent_p95: self.streaming.recent_p95(),
+        };
+        (self.callback)(&progress);
+        Some(progress)
     }
+}
 
-    /// Stops sampling: the samples, and why there are none when there are none.
-    pub(crate) async fn stop(self) -> (Vec<MemorySample>, Option<String>) {
-        match self {
-            Self::Off(reason) => (Vec::new(), reason),
-            Self::Pid(s) => (s.stop().await, None),
-            Self::Metrics(s) => {
-                s.task.abort();
-                let _ = s.task.await;
-                let mut state = s.state.lock().unwrap_or_else(PoisonError::into_inner);
-                let samples = std::mem::take(&mut state.series.samples);
-                let error = if samples.is_empty() {
-                    state.error.take()
-                } else {
-                    None
-                };
-                (samples, error)
+#[cfg(test)]
+mod tests {
+    use std::sync::Mutex;
+
+    use super::*;
+
+    #[tokio::test]
+    async fn progress_is_reported_every_interval_after_the_first() {
+        let seen = Arc::new(Mutex::new(Vec::<Duration>::new()));
+        let log = Arc::clone(&seen);
+        let options = Sustained::new(Duration::from_secs(60))
+            .progress(Duration::from_millis(100), move |p: &Progress| {
+                log.lock().unwrap().push(p.elapsed)
+            });
+        let started = Instant::now();
+        let streaming = Arc::new(Streaming::new(
+            started,
+            options.duration,
+            options.window,
+            1,
+            MetricsCollector::new(),
+        ));
+        let memory = Arc::new(ServerMemory::Off(None));
+        let tally = Arc::new(Tally::default());
+        let progress = ProgressSource::start(&options, started, &tally, &memory, &streaming)
+            .expect("a callback was given");
+        tokio::time::timeout(Duration::from_secs(10), async {
+            while seen.lock().unwrap().len() < 2 {
+                tokio::time::sleep(Duration::from_millis(10)).await;
             }
-        }
+        })
+        .await
+        .expect("no progress reported");
+        let stopped = progress.stop().await;
+        let seen = seen.lock().unwrap().clone();
+        assert!(seen[0] >= Duration::from_millis(100), "{seen:?}");
+        assert!(seen.windows(2).all(|w| w[0] < w[1]), "{seen:?}");
+        assert!(
+            stopped.series.samples().is_empty(),
+            "progress keeps no series"
+        );
+        assert_eq!(
+            stopped.series.latest().map(|p| p.elapsed),
+            seen.last().copied()
+        );
+        drop(stopped);
+        assert_eq!(
+            Arc::strong_count(&memory),
+            1,
+            "the source let go of the memory"
+        );
+        let none = ProgressSource::start(
+            &Sustained::new(Duration::from_secs(1)),
+            started,
+            &tally,
+            &memory,
+            &streaming,
+        );
+        assert!(none.is_none());
     }
 }

@@ -10,6 +10,7 @@ use serde::{Deserialize, Serialize};
 use super::cache::CacheStats;
 use super::histogram::{LatencyHistogram, LatencySummary};
 use super::serde_duration::secs;
+use super::serving::{ServingCollector, ServingMetrics, Slo};
 use crate::metrics::{Outcome, RequestResult};
 
 /// Number of records in each [`Outcome`] class.
@@ -101,10 +102,8 @@ pub struct LoadMetrics {
     pub corrected_latency: LatencySummary,
     /// Latency of every record from its actual start, beside `corrected_latency`.
     pub uncorrected_latency: LatencySummary,
-    /// Time to first token of successes.
-    pub ttft: LatencySummary,
-    /// Mean time per output token after the first, per success (token-accurate).
-    pub inter_token_latency: LatencySummary,
+    /// TTFT, ITL, TPOT, end-to-end latency, per-request output rate, stalls and goodput.
+    pub serving: ServingMetrics,
     /// Intended vs actual start of every record.
     pub scheduler_lag: LatencySummary,
     /// Last end − first actual start.
@@ -118,8 +117,9 @@ pub struct LoadMetrics {
     pub output_tokens_per_s: f64,
     /// Successful requests per second: `successful / duration` (beside `throughput_rps`, which
     /// counts every answered or failed request, so that fast rejections cannot pass for
-    /// service).
-    pub goodput_rps: f64,
+    /// service). Not goodput: goodput counts the requests that met every objective
+    /// ([`ServingMetrics::goodput`]).
+    pub success_rps: f64,
     /// Cache hit rates.
     pub cache: CacheStats,
     /// 429, 503 and 529 responses without `Retry-After`.
@@ -157,8 +157,7 @@ pub struct MetricsCollector {
     failure: LatencyHistogram,
     corrected: LatencyHistogram,
     uncorrected: LatencyHistogram,
-    ttft: LatencyHistogram,
-    inter_token: LatencyHistogram,
+    serving: ServingCollector,
     scheduler_lag: LatencyHistogram,
     first_start: Option<Instant>,
     last_end: Option<Instant>,
@@ -168,9 +167,19 @@ pub struct MetricsCollector {
 }
 
 impl MetricsCollector {
-    /// An empty collector.
+    /// An empty collector judging goodput under the default [`Slo`] with the default stall
+    /// threshold ([`DEFAULT_STALL_GAP`](super::DEFAULT_STALL_GAP)).
     pub fn new() -> Self {
         Self::default()
+    }
+
+    /// An empty collector judging goodput under `slo`, reporting `stall_gap` as the stall
+    /// threshold the records were taken with.
+    pub fn with_slo(slo: Slo, stall_gap: Duration) -> Self {
+        Self {
+            serving: ServingCollector::new(slo, stall_gap),
+            ..Self::default()
+        }
     }
 
     /// Counts one record.
@@ -182,18 +191,13 @@ impl MetricsCollector {
         let latency = r.latency();
         if r.outcome == Outcome::Success {
             self.success.record(latency);
-            if let Some(ttft) = r.ttft() {
-                self.ttft.record(ttft);
-            }
-            if let Some(itl) = r.inter_token_latency() {
-                self.inter_token.record(itl);
-            }
         } else {
             self.failure.record(latency);
         }
         self.corrected.record(r.corrected_latency());
         self.uncorrected.record(latency);
         self.scheduler_lag.record(r.scheduler_lag());
+        self.serving.record(r);
         self.first_start = min_instant(self.first_start, Some(r.started_at));
         self.last_end = max_instant(self.last_end, Some(r.finished_at));
         // Tokens and cache figures come from whole replies only: a cut stream's `message_start`
@@ -224,8 +228,7 @@ impl MetricsCollector {
         self.failure.merge(&other.failure);
         self.corrected.merge(&other.corrected);
         self.uncorrected.merge(&other.uncorrected);
-        self.ttft.merge(&other.ttft);
-        self.inter_token.merge(&other.inter_token);
+        self.serving.merge(&other.serving);
         self.scheduler_lag.merge(&other.scheduler_lag);
         self.first_start = min_instant(self.first_start, other.first_start);
         self.last_end = max_instant(self.last_end, other.last_end);
@@ -257,12 +260,11 @@ impl MetricsCollector {
             failure_latency: self.failure.summary(),
             corrected_latency: self.corrected.summary(),
             uncorrected_latency: self.uncorrected.summary(),
-            ttft: self.ttft.summary(),
-            inter_token_latency: self.inter_token.summary(),
+            serving: self.serving.metrics(total, duration),
             scheduler_lag: self.scheduler_lag.summary(),
             duration,
             throughput_rps: per_second(total, duration),
-            goodput_rps: per_second(self.counts.success, duration),
+            success_rps: per_second(self.counts.success, duration),
             output_tokens: self.output_tokens,
             output_tokens_per_s: per_second(self.output_tokens, duration),
             cache: self.cache,
@@ -270,11 +272,19 @@ impl MetricsCollector {
         }
     }
 
-    /// The figures of a slice of records.
+    /// The figures of a slice of records (goodput under the default [`Slo`]).
     ///
     /// Time: O(n).
     pub fn analyze(results: &[RequestResult]) -> LoadMetrics {
-        Self::collect(results).metrics()
+        Self::collect(Self::new(), results).metrics()
+    }
+
+    /// The figures of a slice of records, goodput judged under `slo` (see
+    /// [`with_slo`](Self::with_slo)).
+    ///
+    /// Time: O(n).
+    pub fn analyze_with(results: &[RequestResult], slo: Slo, stall_gap: Duration) -> LoadMetrics {
+        Self::collect(Self::with_slo(slo, stall_gap), results).metrics()
     }
 
     /// The latency summary of the successes in a slice of records.
@@ -289,9 +299,8 @@ impl MetricsCollector {
         hist.summary()
     }
 
-    /// A collector that has recorded every record of the slice.
-    fn collect(results: &[RequestResult]) -> Self {
-        let mut collector = Self::new();
+    /// `collector` after recording every record of the slice.
+    fn collect(mut collector: Self, results: &[RequestResult]) -> Self {
         results.iter().for_each(|r| collector.record(r));
         collector
     }

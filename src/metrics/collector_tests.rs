@@ -80,7 +80,7 @@ fn coordinated_omission_is_reported_beside_the_raw_latency() {
 }
 
 #[test]
-fn tokens_and_inter_token_latency_come_from_usage() {
+fn tokens_and_tpot_come_from_usage() {
     let t0 = Instant::now();
     let mut r = record(t0, Outcome::Success, 200, 0, 1000);
     r.first_token_at = Some(t0 + Duration::from_millis(100));
@@ -91,7 +91,7 @@ fn tokens_and_inter_token_latency_come_from_usage() {
     });
     r.chunks = 3;
     r.streamed = true;
-    // The same reply, not streamed: it arrived whole, so it has no inter-token latency.
+    // The same reply, not streamed: it arrived whole, so it has no TTFT and no TPOT.
     let mut whole = r.clone();
     whole.streamed = false;
     // A stream cut short: its `message_start` usage counts toward no token or cache figure.
@@ -100,13 +100,18 @@ fn tokens_and_inter_token_latency_come_from_usage() {
     let m = MetricsCollector::analyze(&[r, whole, cut]);
     assert_eq!(m.output_tokens, 20);
     assert_eq!(m.output_tokens_per_s, 20.0);
-    assert_eq!(m.goodput_rps, 2.0);
+    assert_eq!(m.success_rps, 2.0);
     assert_eq!(m.throughput_rps, 3.0);
     assert_eq!(m.cache.prompt_tokens, 20);
-    assert_close(m.ttft.p50, Duration::from_millis(100));
+    let ttft = m.serving.ttft.expect("one streamed success");
+    assert_eq!(ttft.count, 1);
+    assert_close(ttft.p50, Duration::from_millis(100));
     // 900 ms over 9 gaps between 10 tokens, whatever the number of chunks.
-    assert_eq!(m.inter_token_latency.count, 1);
-    assert_close(m.inter_token_latency.p50, Duration::from_millis(100));
+    let tpot = m.serving.tpot.expect("one streamed success of 10 tokens");
+    assert_eq!(tpot.count, 1);
+    assert_close(tpot.p50, Duration::from_millis(100));
+    // Both successes have an end-to-end latency.
+    assert_eq!(m.serving.e2e_latency.unwrap().count, 2);
 }
 
 #[test]

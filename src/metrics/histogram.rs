@@ -8,6 +8,7 @@ use hdrhistogram::Histogram;
 use serde::{Deserialize, Serialize};
 
 use super::serde_duration::millis;
+use super::tokens::CompactHistogram;
 
 /// Highest trackable latency, in µs: one hour.
 const HIGHEST_US: u64 = 3_600_000_000;
@@ -63,6 +64,17 @@ impl LatencyHistogram {
             .add(&other.hist)
             .expect("histograms with equal bounds always add");
         self.saturated += other.saturated;
+    }
+
+    /// Adds every value of a [`CompactHistogram`], each at its bucket's highest equivalent
+    /// value (so the merged figures carry the compact histogram's error, below 1/128).
+    ///
+    /// Time: O(number of non-empty counters of `other`).
+    pub fn record_compact(&mut self, other: &CompactHistogram) {
+        for (us, n) in other.iter_recorded() {
+            self.hist.saturating_record_n(us.min(HIGHEST_US), n);
+        }
+        self.saturated += other.saturated();
     }
 
     /// Number of values recorded.

@@ -8,10 +8,20 @@ use serde::{Deserialize, Serialize};
 
 use super::serde_duration::secs;
 use super::trend::{ConfidenceInterval, Trend, fit_trend};
-use crate::memory::MemorySample;
 
 /// Seconds per hour, to express the slope in bytes per hour.
 const SECS_PER_HOUR: f64 = 3600.0;
+
+/// One reading of a process's resident memory (taken by the crate's samplers: by pid, or from a
+/// server's `GET /metrics`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct MemorySample {
+    /// When it was read, since the sampler started (written to JSON as seconds).
+    #[serde(rename = "at_s", with = "secs")]
+    pub at: Duration,
+    /// Resident set size in bytes.
+    pub rss_bytes: u64,
+}
 
 /// Growth figures of a memory series after its warm-up. See the [definitions](crate::metrics#memory-growth).
 #[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]

@@ -5,9 +5,11 @@
 //! - [`RequestResult`] and [`Outcome`]: one record per request sent, and its class.
 //! - [`LatencyHistogram`] → [`LatencySummary`]: latency distributions in fixed memory.
 //! - [`MetricsCollector`] → [`LoadMetrics`]: streaming, mergeable run figures, including
-//!   [`CacheStats`].
+//!   [`CacheStats`] and the [`ServingMetrics`] (TTFT, ITL, TPOT, goodput under an [`Slo`]).
+//! - [`TokenTiming`] and [`CompactHistogram`]: every content delta's arrival, per record, in
+//!   bounded memory.
 //! - [`WindowedSeries`] → [`Window`]s and [`Degradation`]: figures over time for sustained runs.
-//! - [`fit_trend`] → [`Trend`], and [`MemoryTrend`] over [`MemorySample`](crate::MemorySample)s.
+//! - [`fit_trend`] → [`Trend`], and [`MemoryTrend`] over [`MemorySample`]s.
 //!
 //! Every figure is defined once, here; the code cites these sections.
 //!
@@ -42,20 +44,58 @@
 //!   loop; in a paced run the gap is the coordinated omission a closed-loop tool would hide.
 //! - `scheduler_lag` is the intended-vs-actual start of every record: when it grows, the
 //!   generator is saturated, not the server.
-//! - `ttft` and `inter_token_latency` (token-accurate: `(end − first token) / (output_tokens −
-//!   1)`) are taken from successes that have them.
+//! - `serving` holds the streaming figures (see [Serving figures](#serving-figures)).
 //! - `duration = last end − first actual start`; `throughput_rps = total / duration` (every
-//!   record), `goodput_rps = successful / duration` (so fast rejections cannot pass for
-//!   service), `output_tokens_per_s = Σ usage.output_tokens / duration`. All are 0 when the
-//!   duration is.
+//!   record), `success_rps = successful / duration` (so fast rejections cannot pass for
+//!   service; this is **not** goodput, see below), `output_tokens_per_s = Σ usage.output_tokens
+//!   / duration`. All are 0 when the duration is.
 //! - `output_tokens` and every cache figure count **successes only**: a stream cut short still
 //!   carried `message_start` usage, for a reply that never arrived. Sums saturate rather than
 //!   overflow on absurd usage values.
 //! - `retry_after_missing` counts 429, 503 and 529 responses that came without `Retry-After`.
 //!
-//! Memory is fixed (seven [`LatencyHistogram`]s, ≈ 1.3 MiB, plus one counter per distinct
+//! Memory is fixed (nine [`LatencyHistogram`]s, ≈ 1.7 MiB, plus one counter per distinct
 //! status code); collectors merge exactly, so workers can aggregate locally and merge at the end.
 //!
+//! # Serving figures
+//!
+//! The definitions follow vLLM's serving benchmark (`vllm/benchmarks/serve.py`,
+//! `calculate_metrics`) and NVIDIA AIPerf's metrics reference; `docs/serving-metrics.md` cites
+//! them and says where they differ. Only successes count; a figure with no value is `None`
+//! (`null`), never another figure under its name.
+//!
+//! - A streamed reply's **content deltas** are its `content_block_delta` events carrying text.
+//!   The client records each one's arrival ([`RequestResult::delta_arrived`]): the first sets
+//!   `first_token_at`; each later one adds the gap since the previous one to the record's
+//!   [`TokenTiming`] (a [`CompactHistogram`] of its gaps, their maximum, and the number of
+//!   gaps longer than the stall threshold). Several events read in one network read share an
+//!   arrival time: their gaps are 0, as a client would see them.
+//! - **TTFT** = `first_token_at − intended start`, for streamed successes only (a reply that
+//!   did not stream has no first token: its arrival is not a TTFT). In a closed loop the
+//!   intended start is the actual start.
+//! - **ITL** is the distribution of every gap between consecutive content deltas of every
+//!   streamed success (vLLM's `itl`; AIPerf calls it inter-chunk latency). A delta may carry
+//!   several tokens; ITL times deltas, TPOT times tokens.
+//! - **TPOT** = `(end − first_token_at) / (output_tokens − 1)` per streamed success with
+//!   `output_tokens ≥ 2` (vLLM's `tpot`; AIPerf calls it inter-token latency), `output_tokens`
+//!   from the reply's usage.
+//! - **End-to-end latency** = `end − intended start` of each success (vLLM's `e2el`).
+//! - **Output tokens/s per request** = `1 / TPOT` (AIPerf's output token throughput per user);
+//!   its percentiles are the reciprocals of TPOT's: the rate 90% of requests beat is
+//!   `1 / TPOT p90` (up to one rank of nearest-rank rounding).
+//! - **Stalls**: gaps longer than the stall threshold (1 s by default), summed over requests,
+//!   and the number of requests with at least one.
+//! - **Goodput** = requests per second that met every set objective of the [`Slo`] (DistServe's
+//!   and vLLM's definition): a success meets an objective when its figure is at most the limit;
+//!   failures meet none. As in vLLM, a streamed success of one token has TPOT 0 for this
+//!   purpose; likewise a stream of one delta has no gap. A success lacking a figure an objective
+//!   needs (it did not stream, under a TTFT objective) is *unjudged*, and goodput is then `None`
+//!   rather than a count that silently leaves it out. Each objective's share is `met / total
+//!   requests`.
+//!
+//! ITL values pass through each record's [`CompactHistogram`] (2 significant digits), so ITL
+//! percentiles are within 1/128 + 1/1024 above the exact nearest-rank value; the other figures
+//! have the usual 1/1024.//!
 //! # Cache figures
 //!
 //! - **Request hit rate** = `hits / eligible`. A record is *eligible* when it is a success with usage and
@@ -85,13 +125,15 @@
 //! Per window: requests, successes, errors, rejections, output tokens, and the latency of the
 //! successes from their intended start ([`RequestResult::corrected_latency`], equal to the plain
 //! latency in a closed loop) in a [`LatencyHistogram`] plus a seeded uniform reservoir of up to
-//! 512 of them (in µs) for rank tests. `throughput_rps = requests / width`, so a last window
-//! that the run only partly covers reads low.
+//! 512 of them (in µs) for rank tests. The TTFT (from the intended start) and the delta gaps
+//! (ITL) of its streamed successes go to two [`CompactHistogram`]s (2 significant digits).
+//! `throughput_rps = requests / width`, so a last window that the run only partly covers reads
+//! low.
 //!
 //! ## Memory
 //!
-//! Each window costs about 195 KiB (a histogram and a reservoir). At most `max_windows` (128 by
-//! default, ≈ 25 MiB) are kept: when a record falls beyond them, neighbouring windows are merged
+//! Each window costs about 220 KiB (a histogram, a reservoir and two compact histograms). At
+//! most `max_windows` (128 by default, ≈ 28 MiB) are kept: when a record falls beyond them, neighbouring windows are merged
 //! in pairs and the width doubles, as often as needed. An hour in one-minute windows (60) is
 //! never coalesced.
 //!
@@ -162,6 +204,8 @@ mod memory_trend;
 mod record;
 mod reservoir;
 pub(crate) mod serde_duration;
+mod serving;
+mod tokens;
 mod trend;
 mod windows;
 
@@ -169,7 +213,9 @@ pub use cache::CacheStats;
 pub use collector::{LoadMetrics, MetricsCollector, OutcomeCounts};
 pub use degradation::{Degradation, RankTest};
 pub use histogram::{LatencyHistogram, LatencySummary};
-pub use memory_trend::MemoryTrend;
+pub use memory_trend::{MemorySample, MemoryTrend};
 pub use record::{Outcome, RequestResult};
+pub use serving::{DEFAULT_STALL_GAP, Goodput, RateSummary, ServingMetrics, Slo, SloShare};
+pub use tokens::{CompactHistogram, TokenTiming};
 pub use trend::{ConfidenceInterval, Trend, fit_trend};
 pub use windows::{Window, WindowedSeries};

@@ -4,6 +4,7 @@ use std::time::{Duration, Instant};
 
 use serde::{Deserialize, Serialize};
 
+use super::tokens::TokenTiming;
 use crate::anthropic::Usage;
 
 /// What became of one request.
@@ -85,8 +86,9 @@ pub struct RequestResult {
     pub started_at: Instant,
     /// When the response head arrived, if it did.
     pub first_byte_at: Option<Instant>,
-    /// When the first token arrived: the first `content_block_delta` of a stream, or the
-    /// whole body of a non-streamed reply.
+    /// When the first token arrived: the first `content_block_delta` carrying text of a
+    /// stream. `None` for a reply that did not stream: its body arrives whole, and its arrival
+    /// is not a first token.
     pub first_token_at: Option<Instant>,
     /// When the request ended, whatever the ending.
     pub finished_at: Instant,
@@ -112,6 +114,8 @@ pub struct RequestResult {
     pub text: Option<String>,
     /// Number of stream chunks (`content_block_delta` events) received.
     pub chunks: u32,
+    /// Arrival times of the stream's content deltas, folded in bounded memory.
+    pub tokens: TokenTiming,
 }
 
 impl RequestResult {
@@ -135,6 +139,7 @@ impl RequestResult {
             streamed: false,
             text: None,
             chunks: 0,
+            tokens: TokenTiming::default(),
         }
     }
 
@@ -154,21 +159,35 @@ impl RequestResult {
         self.started_at.saturating_duration_since(self.scheduled_at)
     }
 
-    /// Time to first token, from the actual start.
+    /// Records the arrival at `at` of a content delta of a streamed reply: the first sets
+    /// [`first_token_at`](Self::first_token_at), later ones a gap in [`tokens`](Self::tokens);
+    /// a gap longer than `stall` counts as a stall.
+    ///
+    /// Time: O(1); memory stays bounded however long the stream.
+    pub fn delta_arrived(&mut self, at: Instant, stall: Duration) {
+        if self.tokens.arrived(at, stall) {
+            self.first_token_at = Some(at);
+        }
+    }
+
+    /// Time to first token from the actual start; `None` for a reply that did not stream.
     pub fn ttft(&self) -> Option<Duration> {
-        self.first_token_at
+        self.streamed_first_token()
             .map(|t| t.saturating_duration_since(self.started_at))
     }
 
-    /// Mean time per output token after the first (token-accurate, from `usage.output_tokens`,
-    /// not per chunk). `None` for a non-streamed reply, or without at least two output tokens
-    /// and a first token time.
-    pub fn inter_token_latency(&self) -> Option<Duration> {
-        // A non-streamed reply arrives whole: there is no time between its tokens to measure.
-        if !self.streamed {
-            return None;
-        }
-        let first = self.first_token_at?;
+    /// Time to first token from the **intended** start (coordinated omission corrected in paced
+    /// runs; equal to [`ttft`](Self::ttft) in a closed loop).
+    pub fn corrected_ttft(&self) -> Option<Duration> {
+        self.streamed_first_token()
+            .map(|t| t.saturating_duration_since(self.scheduled_at))
+    }
+
+    /// Time per output token after the first: `(end − first token) / (output_tokens − 1)`, with
+    /// `output_tokens` from the reply's usage (token-accurate whatever the number of deltas).
+    /// `None` for a reply that did not stream, or without at least two output tokens.
+    pub fn tpot(&self) -> Option<Duration> {
+        let first = self.streamed_first_token()?;
         let tokens = self.usage?.output_tokens;
         if tokens < 2 {
             return None;
@@ -176,6 +195,12 @@ impl RequestResult {
         let rest = self.finished_at.saturating_duration_since(first);
         // tokens >= 2, so the divisor is >= 1; u32 saturation only for absurd counts.
         Some(rest / u32::try_from(tokens - 1).unwrap_or(u32::MAX))
+    }
+
+    /// The first token's arrival, for a streamed reply only.
+    fn streamed_first_token(&self) -> Option<Instant> {
+        // A reply that did not stream arrives whole: there is no first token to time.
+        self.first_token_at.filter(|_| self.streamed)
     }
 
     /// Whether the reply reused any cached prompt tokens.

@@ -38,3 +38,30 @@ pub(crate) mod secs {
         Duration::try_from_secs_f64(s).map_err(D::Error::custom)
     }
 }
+
+/// An optional [`Duration`](std::time::Duration) as milliseconds (`f64`), `null` for `None`.
+pub(crate) mod opt_millis {
+    use std::time::Duration;
+
+    use serde::{Deserialize, Deserializer, Serializer, de::Error as _};
+
+    /// Writes `d` as fractional milliseconds, or `null`.
+    pub(crate) fn serialize<S: Serializer>(d: &Option<Duration>, s: S) -> Result<S::Ok, S::Error> {
+        match d {
+            Some(d) => s.serialize_some(&(d.as_secs_f64() * 1e3)),
+            None => s.serialize_none(),
+        }
+    }
+
+    /// Reads fractional milliseconds or `null`; rejects negative, NaN and overflowing values.
+    pub(crate) fn deserialize<'de, D: Deserializer<'de>>(
+        d: D,
+    ) -> Result<Option<Duration>, D::Error> {
+        match Option::<f64>::deserialize(d)? {
+            Some(ms) => Duration::try_from_secs_f64(ms / 1e3)
+                .map(Some)
+                .map_err(D::Error::custom),
+            None => Ok(None),
+        }
+    }
+}

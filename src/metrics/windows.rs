@@ -9,6 +9,7 @@ use serde::{Deserialize, Serialize};
 use super::histogram::{LatencyHistogram, LatencySummary};
 use super::reservoir::Reservoir;
 use super::serde_duration::secs;
+use super::tokens::CompactHistogram;
 use crate::metrics::{Outcome, RequestResult};
 
 /// Windows kept before neighbours are merged.
@@ -38,6 +39,12 @@ pub struct Window {
     pub output_tokens: u64,
     /// Latency of the successes, from their intended start.
     pub latency: LatencySummary,
+    /// Time to first token of the streamed successes, from their intended start; `None` when
+    /// none streamed (2 significant digits).
+    pub ttft: Option<LatencySummary>,
+    /// Gaps between consecutive content deltas of the streamed successes; `None` when none
+    /// had two deltas (2 significant digits).
+    pub itl: Option<LatencySummary>,
     /// `requests / width`.
     pub throughput_rps: f64,
 }
@@ -52,6 +59,8 @@ pub(super) struct WindowAcc {
     pub(super) output_tokens: u64,
     pub(super) latency: LatencyHistogram,
     pub(super) reservoir: Reservoir,
+    ttft: CompactHistogram,
+    itl: CompactHistogram,
 }
 
 impl WindowAcc {
@@ -64,6 +73,8 @@ impl WindowAcc {
             output_tokens: 0,
             latency: LatencyHistogram::new(),
             reservoir: Reservoir::new(RESERVOIR_CAPACITY, seed),
+            ttft: CompactHistogram::new(),
+            itl: CompactHistogram::new(),
         }
     }
 
@@ -75,6 +86,8 @@ impl WindowAcc {
         self.output_tokens += other.output_tokens;
         self.latency.merge(&other.latency);
         self.reservoir.merge(&other.reservoir);
+        self.ttft.merge(&other.ttft);
+        self.itl.merge(&other.itl);
     }
 }
 
@@ -169,12 +182,21 @@ impl WindowedSeries {
         w.output_tokens += r.usage.map_or(0, |u| u.output_tokens);
         match r.outcome {
             Outcome::Success => {
-                let latency = r.corrected_latency();
+                // The server's own latency (from the actual send): a generator that falls
+                // behind must not read as a server that slows down. Corrected latency is in
+                // the run's overall figures, and the generator's lag beside it.
+                let latency = r.latency();
                 w.successes += 1;
                 w.latency.record(latency);
                 // Latencies stay far below u64::MAX µs; saturate if not.
                 w.reservoir
                     .offer(u64::try_from(latency.as_micros()).unwrap_or(u64::MAX));
+                if let Some(ttft) = r.corrected_ttft() {
+                    w.ttft.record(ttft);
+                }
+                if let Some(gaps) = r.tokens.gaps() {
+                    w.itl.merge(gaps);
+                }
             }
             Outcome::Rejected => w.rejected += 1,
             _ => w.errors += 1,
@@ -197,6 +219,8 @@ impl WindowedSeries {
                 rejected: w.rejected,
                 output_tokens: w.output_tokens,
                 latency: w.latency.summary(),
+                ttft: w.ttft.summary(),
+                itl: w.itl.summary(),
                 // Counts stay far below 2^53, where u64 → f64 is exact.
                 throughput_rps: w.requests as f64 / self.width.as_secs_f64(),
             })

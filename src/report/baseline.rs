@@ -150,7 +150,7 @@ impl Comparison {
 ///
 /// let report = Report::new("smoke", "http://127.0.0.1:8000");
 /// let same = compare(&report, &report.clone(), &Tolerance::default());
-/// assert!(same.verdict.passed);
+/// assert!(same.verdict.passed());
 /// ```
 pub fn compare(current: &Report, baseline: &Report, tolerance: &Tolerance) -> Comparison {
     let load = |f: fn(&LoadMetrics) -> f64| {

@@ -5,6 +5,10 @@
 //! - **latency** ([`latency`]): p50, p95 and p99 of the successes of each window.
 //! - **throughput** ([`throughput`]): requests per second of each window (left axis) and the
 //!   share of rejected and of failed requests in it (right axis, %).
+//! - **serving** ([`serving`]): TTFT p50/p95 (left axis) and ITL p50/p95 (right axis) of
+//!   each window with streamed successes, in ms.
+//! - **server** ([`server`]): the server's KV-cache usage (left axis, %) and requests running
+//!   and waiting (right axis) per `/metrics` sample.
 //! - **memory** ([`memory`]): server resident memory per sample and, dashed, the line fitted
 //!   after warm-up ([`MemoryTrend::trend`]: `rss_bytes = intercept + slope·at_s`), drawn from
 //!   the warm-up offset to the last sample.
@@ -27,12 +31,18 @@ use plotters::prelude::*;
 use super::{Report, Series};
 use crate::Error;
 
+pub use super::serving_charts::{server, serving};
+
 /// Legend labels of the latency chart.
 pub const LATENCY_SERIES: [&str; 3] = ["p50", "p95", "p99"];
 /// Legend labels of the throughput chart.
 pub const THROUGHPUT_SERIES: [&str; 3] = ["throughput (req/s)", "rejected (%)", "errors (%)"];
 /// Legend labels of the memory chart.
 pub const MEMORY_SERIES: [&str; 2] = ["server RSS", "fitted trend"];
+/// Legend labels of the serving chart.
+pub const SERVING_SERIES: [&str; 4] = ["TTFT p50", "TTFT p95", "ITL p50", "ITL p95"];
+/// Legend labels of the server chart.
+pub const SERVER_SERIES: [&str; 3] = ["KV-cache usage (%)", "running", "waiting"];
 
 const SIZE: (u32, u32) = (960, 480);
 const MIB: f64 = 1024.0 * 1024.0;
@@ -42,7 +52,7 @@ const GREEN_DARK: RGBColor = RGBColor(0, 140, 60);
 /// One chart: its kind (the file name suffix) and its SVG document.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Chart {
-    /// `latency`, `throughput` or `memory`.
+    /// `latency`, `throughput`, `serving`, `server` or `memory`.
     pub kind: &'static str,
     /// The SVG document.
     pub svg: String,
@@ -64,11 +74,17 @@ impl Report {
     ///
     /// [`Error::Io`] when plotters fails to draw (the path is the chart's file name).
     pub fn charts(&self) -> crate::Result<Vec<Chart>> {
-        let Some(series) = &self.series else {
-            return Ok(Vec::new());
-        };
         let stem = self.file_stem();
-        let drawn = [latency(series), throughput(series), memory(series)];
+        let drawn = match &self.series {
+            Some(series) => vec![
+                latency(series),
+                throughput(series),
+                serving(series),
+                server(self.server.as_ref(), Some(series)),
+                memory(series),
+            ],
+            None => vec![server(self.server.as_ref(), None)],
+        };
         drawn
             .into_iter()
             .filter_map(|c| c.transpose())
@@ -82,15 +98,29 @@ impl Report {
     }
 }
 
-/// The kinds of chart drawn for `series`, in order: `latency` when a window has successes,
-/// `throughput` when there is a window, `memory` with two memory samples or more.
-pub fn kinds(series: &Series) -> Vec<&'static str> {
+/// The kinds of chart drawn for a report, in order: `latency` when a window has successes,
+/// `throughput` when there is a window, `serving` when a window has a TTFT, `server` with two
+/// `/metrics` samples or more, `memory` with two memory samples or more.
+pub fn kinds(report: &Report) -> Vec<&'static str> {
     let mut kinds = Vec::new();
+    let server = report.server.as_ref().is_some_and(|s| s.samples.len() >= 2);
+    let Some(series) = &report.series else {
+        if server {
+            kinds.push("server");
+        }
+        return kinds;
+    };
     if series.windows.iter().any(|w| w.latency.count > 0) {
         kinds.push("latency");
     }
     if !series.windows.is_empty() {
         kinds.push("throughput");
+    }
+    if series.windows.iter().any(|w| w.ttft.is_some()) {
+        kinds.push("serving");
+    }
+    if server {
+        kinds.push("server");
     }
     if series.memory_samples.len() >= 2 {
         kinds.push("memory");
@@ -98,8 +128,19 @@ pub fn kinds(series: &Series) -> Vec<&'static str> {
     kinds
 }
 
+/// A chart's title, by kind.
+pub fn title(kind: &str) -> &'static str {
+    match kind {
+        "latency" => "Latency per window",
+        "throughput" => "Throughput and failures per window",
+        "serving" => "Time to first token and inter-token latency per window",
+        "server" => "Server KV-cache usage and queue",
+        _ => "Server memory",
+    }
+}
+
 /// The outcome of drawing one chart: the failure carries the chart's kind.
-type Drawn = Result<Option<Chart>, (&'static str, String)>;
+pub type Drawn = Result<Option<Chart>, (&'static str, String)>;
 
 /// The latency percentiles of each window with successes, in milliseconds.
 pub fn latency(series: &Series) -> Drawn {
@@ -276,13 +317,16 @@ pub fn memory(series: &Series) -> Drawn {
     })
 }
 
-type Root<'b> = DrawingArea<SVGBackend<'b>, Shift>;
+pub(super) type Root<'b> = DrawingArea<SVGBackend<'b>, Shift>;
 /// A chart on an area borrowed for `'a` of an SVG backend writing into a string borrowed for `'b`.
-type Cartesian<'a, 'b> =
+pub(super) type Cartesian<'a, 'b> =
     ChartContext<'a, SVGBackend<'b>, Cartesian2d<RangedCoordf64, RangedCoordf64>>;
 
 /// Draws one chart into a string.
-fn draw(kind: &'static str, plot: impl FnOnce(&Root<'_>) -> Result<(), String>) -> Drawn {
+pub(super) fn draw(
+    kind: &'static str,
+    plot: impl FnOnce(&Root<'_>) -> Result<(), String>,
+) -> Drawn {
     let mut svg = String::new();
     {
         let root = SVGBackend::with_string(&mut svg, SIZE).into_drawing_area();
@@ -298,7 +342,7 @@ fn draw(kind: &'static str, plot: impl FnOnce(&Root<'_>) -> Result<(), String>) 
 
 /// A captioned chart over the time axis and `y`, with room for a right axis when
 /// `right_label_area` is positive.
-fn frame<'a, 'b>(
+pub(super) fn frame<'a, 'b>(
     root: &'a Root<'b>,
     caption: &str,
     axis: &TimeAxis,
@@ -315,7 +359,7 @@ fn frame<'a, 'b>(
         .map_err(text)
 }
 
-fn legend<'a, 'b: 'a>(
+pub(super) fn legend<'a, 'b: 'a>(
     chart: &mut Cartesian<'a, 'b>,
     position: SeriesLabelPosition,
 ) -> Result<(), String> {
@@ -328,13 +372,13 @@ fn legend<'a, 'b: 'a>(
         .map_err(text)
 }
 
-fn legend_line(x: i32, y: i32, color: RGBColor) -> PathElement<(i32, i32)> {
+pub(super) fn legend_line(x: i32, y: i32, color: RGBColor) -> PathElement<(i32, i32)> {
     PathElement::new(vec![(x, y), (x + 20, y)], color.stroke_width(2))
 }
 
 /// The top of a y axis holding `values`, `headroom` times their maximum (which is taken as at
 /// least 1, so that an all-zero series still draws); the headroom keeps the legend clear.
-fn upper(values: impl Iterator<Item = f64>, headroom: f64) -> f64 {
+pub(super) fn upper(values: impl Iterator<Item = f64>, headroom: f64) -> f64 {
     values
         .filter(|v| v.is_finite())
         .fold(0.0_f64, f64::max)
@@ -342,13 +386,13 @@ fn upper(values: impl Iterator<Item = f64>, headroom: f64) -> f64 {
         * headroom
 }
 
-fn text(e: impl std::fmt::Display) -> String {
+pub(super) fn text(e: impl std::fmt::Display) -> String {
     e.to_string()
 }
 
 /// The time axis: seconds, or minutes for runs longer than ten minutes.
 #[derive(Debug, Clone, Copy)]
-struct TimeAxis {
+pub(super) struct TimeAxis {
     /// Seconds per unit.
     per_unit: f64,
     /// The run's end in seconds.
@@ -356,30 +400,35 @@ struct TimeAxis {
 }
 
 impl TimeAxis {
-    fn of(series: &Series) -> Self {
+    pub(super) fn of(series: &Series) -> Self {
         let windows = series
             .windows
             .iter()
             .map(|w| (w.start + w.width).as_secs_f64());
         let samples = series.memory_samples.iter().map(|s| s.at.as_secs_f64());
-        let end_s = windows.chain(samples).fold(0.0_f64, f64::max).max(1.0);
+        Self::ending(windows.chain(samples).fold(0.0_f64, f64::max))
+    }
+
+    /// An axis from 0 to `end_s` seconds (at least 1).
+    pub(super) fn ending(end_s: f64) -> Self {
+        let end_s = end_s.max(1.0);
         let per_unit = if end_s > 600.0 { 60.0 } else { 1.0 };
         Self { per_unit, end_s }
     }
 
-    fn x(self, seconds: f64) -> f64 {
+    pub(super) fn x(self, seconds: f64) -> f64 {
         seconds / self.per_unit
     }
 
-    fn mid(self, w: &crate::metrics::Window) -> f64 {
+    pub(super) fn mid(self, w: &crate::metrics::Window) -> f64 {
         self.x((w.start + w.width / 2).as_secs_f64())
     }
 
-    fn range(self) -> std::ops::Range<f64> {
+    pub(super) fn range(self) -> std::ops::Range<f64> {
         0.0..self.x(self.end_s)
     }
 
-    fn desc(self) -> &'static str {
+    pub(super) fn desc(self) -> &'static str {
         if self.per_unit > 1.0 {
             "time since start (min)"
         } else {

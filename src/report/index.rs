@@ -32,10 +32,11 @@ pub const INDEX: &str = "index.md";
 const LOCK: &str = ".index.lock";
 
 /// Chart kinds whose files may exist for a report (see [`charts`](super::charts)).
-const CHART_KINDS: [&str; 3] = ["latency", "throughput", "memory"];
+const CHART_KINDS: [&str; 5] = ["latency", "throughput", "serving", "server", "memory"];
 
 impl Report {
-    /// Writes `DIR/STEM.json`, `DIR/STEM.md` and one `DIR/STEM-KIND.svg` per chart
+    /// Writes `DIR/STEM.json`, `DIR/STEM.md`, `DIR/STEM.html` (the page for a browser, charts
+    /// inline) and one `DIR/STEM-KIND.svg` per chart
     /// ([`charts`](Self::charts)), where `STEM` is [`file_stem`](Self::file_stem); removes the
     /// charts of an earlier run of the same name that this run does not have; then rebuilds
     /// `DIR/index.md` ([`rebuild_index`]). Creates `DIR` if needed.
@@ -57,6 +58,7 @@ impl Report {
             Ok(())
         };
         put(format!("{stem}.md"), &self.markdown())?;
+        put(format!("{stem}.html"), &self.html_with(&charts))?;
         for chart in &charts {
             put(chart.file_name(&stem), &chart.svg)?;
         }
@@ -110,10 +112,14 @@ pub fn rebuild_index(dir: &Path) -> crate::Result<PathBuf> {
     let mut s = String::from("# Stress reports\n\n");
     let _ = writeln!(
         s,
-        "{} runs: {} passed, {} failed, {} without checks.\n",
+        "{} runs: {} passed, {} failed, {} inconclusive, {} not applicable, {} without checks.\n",
         rows.len(),
         rows.iter().filter(|(r, _)| r.passed()).count(),
         failed,
+        rows.iter()
+            .filter(|(r, _)| r.status() == "INCONCLUSIVE")
+            .count(),
+        rows.iter().filter(|(r, _)| r.status() == "N/A").count(),
         rows.iter().filter(|(r, _)| r.verdicts.is_empty()).count()
     );
     let _ = writeln!(s, "| run | target | verdict | written (UTC) | files |");
@@ -126,6 +132,7 @@ pub fn rebuild_index(dir: &Path) -> crate::Result<PathBuf> {
             report.target,
             match report.status() {
                 "FAIL" => "**FAIL**",
+                "INCONCLUSIVE" => "**INCONCLUSIVE**",
                 other => other,
             },
             written_at(path),
@@ -145,13 +152,16 @@ pub fn rebuild_index(dir: &Path) -> crate::Result<PathBuf> {
     Ok(index)
 }
 
-/// Links to the files of the report in `json`: md, json and svg files present beside it.
+/// Links to the files of the report in `json`: html, md, json and svg files present beside it.
 fn links(dir: &Path, json: &Path) -> String {
     let stem = json
         .file_stem()
         .map(|s| s.to_string_lossy().into_owned())
         .unwrap_or_default();
     let mut links = Vec::new();
+    if dir.join(format!("{stem}.html")).is_file() {
+        links.push(format!("[html]({stem}.html)"));
+    }
     if dir.join(format!("{stem}.md")).is_file() {
         links.push(format!("[md]({stem}.md)"));
     }

@@ -5,7 +5,7 @@ use std::time::Duration;
 
 use super::Report;
 use super::baseline::{Comparison, Delta};
-use crate::metrics::{LatencySummary, LoadMetrics};
+use crate::metrics::{LatencySummary, LoadMetrics, ServingMetrics};
 
 impl Report {
     /// The report as Markdown: verdict table (threshold, measured value, message), request
@@ -42,6 +42,8 @@ impl Report {
             md_baseline(&mut s, c);
         }
         self.md_series(&mut s);
+        self.md_server(&mut s);
+        self.md_charts(&mut s);
         md_map(&mut s, "Configuration", &self.config);
         md_map(&mut s, "Figures", &self.figures);
         s
@@ -59,7 +61,10 @@ impl Report {
             let _ = writeln!(
                 s,
                 "| {} | `{}` | {} | {} | {} |",
-                if v.passed { "PASS" } else { "**FAIL**" },
+                match v.status {
+                    crate::checks::Status::Pass => "PASS".to_owned(),
+                    other => format!("**{other}**"),
+                },
                 v.label(),
                 cell(&v.threshold),
                 cell(&v.measured),
@@ -109,15 +114,40 @@ impl Report {
                 ratio(d.p95_ratio)
             );
         }
-        let stem = self.file_stem();
         let _ = writeln!(s);
-        for kind in super::charts::kinds(series) {
-            let title = match kind {
-                "latency" => "Latency per window",
-                "throughput" => "Throughput and failures per window",
-                _ => "Server memory",
-            };
-            let _ = writeln!(s, "![{title}]({stem}-{kind}.svg)\n");
+    }
+
+    fn md_server(&self, s: &mut String) {
+        let Some(server) = &self.server else {
+            return;
+        };
+        let _ = writeln!(s, "## Server metrics (`/metrics`)\n");
+        let m = &server.summary;
+        let num = |x: Option<f64>, scale: f64| {
+            x.map_or("not exposed".to_owned(), |x| format!("{:.1}", x * scale))
+        };
+        let _ = writeln!(
+            s,
+            "{} samples every {:.1} s. KV-cache usage peak {} %; requests running peak {}, waiting peak {}, waiting at the end {}; prefix-cache hit rate {} % of {} queried tokens; preemptions {}.\n",
+            m.samples,
+            server.interval.as_secs_f64(),
+            num(m.kv_cache_usage_max, 100.0),
+            num(m.requests_running_max, 1.0),
+            num(m.requests_waiting_max, 1.0),
+            num(m.requests_waiting_last, 1.0),
+            num(m.prefix_cache_hit_rate, 100.0),
+            num(m.prefix_cache_queries, 1.0),
+            num(m.preemptions, 1.0)
+        );
+        if let Some(e) = &server.error {
+            let _ = writeln!(s, "Note: {}\n", cell(e));
+        }
+    }
+
+    fn md_charts(&self, s: &mut String) {
+        let stem = self.file_stem();
+        for kind in super::charts::kinds(self) {
+            let _ = writeln!(s, "![{}]({stem}-{kind}.svg)\n", super::charts::title(kind));
         }
     }
 }
@@ -165,19 +195,19 @@ fn md_load(s: &mut String, m: &LoadMetrics) {
         ("failures", &m.failure_latency),
         ("all, from intended start", &m.corrected_latency),
         ("all, from actual start", &m.uncorrected_latency),
-        ("time to first token", &m.ttft),
-        ("inter-token", &m.inter_token_latency),
         ("scheduler lag", &m.scheduler_lag),
     ] {
         if l.count > 0 {
             latency_row(s, name, l);
         }
     }
+    md_serving(s, &m.serving);
     let _ = writeln!(s, "\n## Throughput\n");
     let _ = writeln!(
         s,
-        "{:.1} requests/s and {:.0} output tokens/s ({} tokens) over {:.2} s.\n",
+        "{:.1} requests/s ({:.1} succeeded/s) and {:.0} output tokens/s ({} tokens) over {:.2} s.\n",
         m.throughput_rps,
+        m.success_rps,
         m.output_tokens_per_s,
         m.output_tokens,
         m.duration.as_secs_f64()
@@ -198,6 +228,85 @@ fn md_load(s: &mut String, m: &LoadMetrics) {
             cache.cache_creation_tokens
         );
     }
+}
+
+/// TTFT, ITL, TPOT, end-to-end latency, per-request rate, stalls and goodput.
+fn md_serving(s: &mut String, m: &ServingMetrics) {
+    let _ = writeln!(s, "\n## Serving (ms)\n");
+    if m.streamed == 0 {
+        let _ = writeln!(
+            s,
+            "No reply streamed: time to first token, inter-token latency and time per output token were not measured.\n"
+        );
+    } else {
+        let _ = writeln!(s, "| | n | p50 | p90 | p95 | p99 | p99.9 | max |");
+        let _ = writeln!(s, "|---|---:|---:|---:|---:|---:|---:|---:|");
+        for (name, l) in [
+            ("TTFT (from intended start)", &m.ttft),
+            ("ITL (gaps between deltas)", &m.itl),
+            ("TPOT (per request)", &m.tpot),
+            ("end-to-end (successes)", &m.e2e_latency),
+        ] {
+            if let Some(l) = l {
+                latency_row(s, name, l);
+            }
+        }
+        let _ = writeln!(s);
+        if let Some(r) = &m.output_tokens_per_s_per_request {
+            let _ = writeln!(
+                s,
+                "Output tokens/s per request: mean {:.1}, p50 {:.1}, 90% of requests above {:.1}, 99% above {:.1}, slowest {:.1}.\n",
+                r.mean, r.p50, r.p10, r.p1, r.min
+            );
+        }
+        let _ = writeln!(
+            s,
+            "{} streamed replies; {} stalls (gaps over {}) in {} of them.\n",
+            m.streamed,
+            m.stalls,
+            ms(m.stall_gap),
+            m.requests_with_stalls
+        );
+    }
+    let g = &m.goodput;
+    let _ = writeln!(s, "### Goodput\n");
+    if g.per_slo.is_empty() {
+        let _ = writeln!(s, "No SLO set: goodput is not defined.\n");
+        return;
+    }
+    let _ = writeln!(
+        s,
+        "{}\n",
+        match g.goodput_rps {
+            Some(rps) => format!(
+                "**{rps:.2} requests/s** met every SLO ({} requests, {}).",
+                g.met_all,
+                share(g.met_share)
+            ),
+            None => format!(
+                "Not measured: {} successes lack a figure an SLO needs (a reply that did not stream has no TTFT or TPOT).",
+                g.unjudged
+            ),
+        }
+    );
+    let _ = writeln!(s, "| SLO | limit | met | measured | share of requests |");
+    let _ = writeln!(s, "|---|---:|---:|---:|---:|");
+    for o in &g.per_slo {
+        let _ = writeln!(
+            s,
+            "| {} | {} | {} | {} | {} |",
+            o.slo,
+            ms(o.limit),
+            o.met,
+            o.measured,
+            share(o.share)
+        );
+    }
+    s.push('\n');
+}
+
+fn share(x: Option<f64>) -> String {
+    x.map_or("n/a".to_owned(), |x| format!("{:.1}%", x * 100.0))
 }
 
 fn latency_row(s: &mut String, name: &str, l: &LatencySummary) {

@@ -8,7 +8,8 @@
 //!   `docs/report-schema.md`.
 //! - [`Report::markdown`]: a summary a person reads at a glance (verdict table, counts, latency,
 //!   throughput, cache, generator, figures).
-//! - [`Report::charts`]: SVG charts of a sustained run's [`Series`] (see [`charts`]).
+//! - [`Report::charts`]: SVG charts of a run's [`Series`] and server metrics (see [`charts`]).
+//! - [`Report::html`]: one self-contained HTML page (charts inline, every verdict listed).
 //! - [`Report::write_all`]: every file above under one directory, plus an `index.md` listing
 //!   every run found there (see [`index`]).
 //! - [`baseline`]: compares a report with a saved one and gives a `baseline_regression` verdict.
@@ -16,7 +17,9 @@
 //!
 //! The library never prints: callers choose the format and where to write it.
 
+mod html;
 mod markdown;
+mod serving_charts;
 mod text;
 
 pub mod baseline;
@@ -28,16 +31,16 @@ use std::path::Path;
 
 use serde::{Deserialize, Serialize};
 
-use crate::checks::Verdict;
+use crate::checks::{Status, Verdict};
 use crate::metrics::{Degradation, LoadMetrics, MemoryTrend, Window};
-use crate::{Error, GeneratorStats, MemorySample, SustainedLoadMetrics};
+use crate::{Error, GeneratorStats, MemorySample, ServerMetrics, SustainedLoadMetrics};
 
 pub use baseline::Comparison;
 pub use charts::Chart;
 
 /// Version of the JSON layout; bumped on any incompatible change (a field removed, renamed or
 /// retyped). Adding an optional field is compatible and keeps the version.
-pub const SCHEMA_VERSION: u32 = 1;
+pub const SCHEMA_VERSION: u32 = 3;
 
 /// One run's report.
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -64,6 +67,8 @@ pub struct Report {
     /// ([`Report::compare_with_baseline`]).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub baseline: Option<Comparison>,
+    /// What the server's own `/metrics` said during the run, when it was read.
+    pub server: Option<ServerMetrics>,
 }
 
 impl Report {
@@ -80,6 +85,7 @@ impl Report {
             series: None,
             figures: serde_json::Map::new(),
             baseline: None,
+            server: None,
         }
     }
 
@@ -101,26 +107,39 @@ impl Report {
         self
     }
 
-    /// Whether every verdict passed (and there is at least one).
-    pub fn passed(&self) -> bool {
-        !self.verdicts.is_empty() && self.verdicts.iter().all(|v| v.passed)
+    /// The run's outcome, [`Status::combine`] of its verdicts: a failure fails, a check that
+    /// could not judge makes it inconclusive, a run without verdicts is inconclusive.
+    pub fn outcome(&self) -> Status {
+        Status::combine(self.verdicts.iter().map(|v| v.status))
     }
 
-    /// `PASS` when [`passed`](Self::passed), `FAIL` when a verdict failed, `NO CHECKS` when
-    /// there is no verdict.
+    /// Whether the run passed: every verdict passed or does not apply, and at least one passed.
+    pub fn passed(&self) -> bool {
+        self.outcome() == Status::Pass
+    }
+
+    /// `PASS`, `FAIL`, `INCONCLUSIVE`, `N/A`, or `NO CHECKS` when there is no verdict.
     pub fn status(&self) -> &'static str {
         if self.verdicts.is_empty() {
             "NO CHECKS"
-        } else if self.passed() {
-            "PASS"
         } else {
-            "FAIL"
+            self.outcome().label()
         }
     }
 
     /// The failed verdicts, one per line.
     pub fn failures(&self) -> String {
         crate::checks::failures(&self.verdicts)
+    }
+
+    /// Records what the server's `/metrics` said, aligned to this report's windows when it has
+    /// a [`Series`].
+    pub fn server_metrics(&mut self, mut server: ServerMetrics) -> &mut Self {
+        if let Some(series) = &self.series {
+            server.align_to(&series.windows);
+        }
+        self.server = Some(server);
+        self
     }
 
     /// Records a comparison with a baseline: keeps it in [`baseline`](Self::baseline) and adds

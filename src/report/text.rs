@@ -3,7 +3,7 @@
 use std::fmt::Write as _;
 
 use super::Report;
-use crate::metrics::LatencySummary;
+use crate::metrics::{LatencySummary, ServingMetrics};
 
 impl Report {
     /// A short human summary: counts, latency, throughput, cache, verdicts.
@@ -27,14 +27,12 @@ impl Report {
             if m.failure_latency.count > 0 {
                 let _ = writeln!(s, "latency fail {}", line(&m.failure_latency));
             }
-            if m.ttft.count > 0 {
-                let _ = writeln!(s, "ttft         {}", line(&m.ttft));
-            }
+            serving(&mut s, &m.serving);
             let _ = writeln!(
                 s,
-                "throughput {:.1} req/s ({:.1} served), {:.0} output tokens/s over {:.2} s",
+                "throughput {:.1} req/s ({:.1} succeeded/s), {:.0} output tokens/s over {:.2} s",
                 m.throughput_rps,
-                m.goodput_rps,
+                m.success_rps,
                 m.output_tokens_per_s,
                 m.duration.as_secs_f64()
             );
@@ -91,6 +89,72 @@ impl Report {
             let _ = writeln!(s, "{v}");
         }
         s
+    }
+}
+
+/// TTFT, ITL, TPOT, stalls and goodput, or why they are absent.
+fn serving(s: &mut String, m: &ServingMetrics) {
+    if m.streamed == 0 {
+        let _ = writeln!(s, "ttft/itl/tpot not measured: no reply streamed");
+    }
+    for (name, l) in [("ttft", &m.ttft), ("itl", &m.itl), ("tpot", &m.tpot)] {
+        if let Some(l) = l {
+            let _ = writeln!(s, "{name:<12} {}", line(l));
+        }
+    }
+    if let Some(r) = &m.output_tokens_per_s_per_request {
+        let _ = writeln!(
+            s,
+            "per request  p50 {:.0} tokens/s | slowest 10% under {:.0} | slowest {:.0}",
+            r.p50, r.p10, r.min
+        );
+    }
+    if m.streamed > 0 {
+        let _ = writeln!(
+            s,
+            "stalls {} in {} requests (gaps over {:.0} ms)",
+            m.stalls,
+            m.requests_with_stalls,
+            m.stall_gap.as_secs_f64() * 1000.0
+        );
+    }
+    let g = &m.goodput;
+    let objectives = g
+        .per_slo
+        .iter()
+        .map(|o| {
+            format!(
+                "{} ≤ {:.0} ms: {}",
+                o.slo,
+                o.limit.as_secs_f64() * 1000.0,
+                o.share
+                    .map_or("n/a".to_owned(), |x| format!("{:.1}%", x * 100.0))
+            )
+        })
+        .collect::<Vec<_>>()
+        .join(", ");
+    match g.goodput_rps {
+        Some(rps) => {
+            let _ = writeln!(
+                s,
+                "goodput {rps:.1} req/s ({} met every SLO, {}); {objectives}",
+                g.met_all,
+                g.met_share.map_or("n/a".to_owned(), |x| format!(
+                    "{:.1}% of requests",
+                    x * 100.0
+                ))
+            );
+        }
+        None if g.per_slo.is_empty() => {
+            let _ = writeln!(s, "goodput not defined: no SLO set");
+        }
+        None => {
+            let _ = writeln!(
+                s,
+                "goodput not measured: {} successes lack a figure an SLO needs; {objectives}",
+                g.unjudged
+            );
+        }
     }
 }
 

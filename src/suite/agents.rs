@@ -3,12 +3,12 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use crate::checks::{self, IsolationEvidence};
+use crate::checks::{self, Check, IsolationEvidence, Verdict};
+use crate::target::Profile;
 use crate::workload::{TextGen, canaries_in, canary};
-use crate::{Agent, Load, MetricsCollector, Outcome, Report, RequestResult};
+use crate::{Agent, Load, Outcome, Report, RequestResult};
 use tokio::sync::watch;
 
-use super::Target;
 use super::*;
 
 /// The seed's rapid agents: `agents` agents × `per_agent` single-turn requests each
@@ -19,22 +19,22 @@ pub async fn rapid_agents(
     agents: usize,
     per_agent: usize,
 ) -> crate::Result<Report> {
-    let model = target.config().model.clone();
     let harness = target.harness(|c| c.workers(agents))?;
+    let shared = Arc::new(target.clone());
     let by_agent = harness
         .run_agent_workloads(agents, move |mut agent: Agent| {
-            let model = model.clone();
+            let target = Arc::clone(&shared);
             async move {
                 for i in 0..per_agent {
                     let text = format!("Agent {} request {i}", agent.id());
-                    agent.send(message(&model, &text, 50)).await;
+                    agent.send(message(&target, &text, 50)).await;
                 }
                 agent
             }
         })
         .await;
     let results: Vec<RequestResult> = by_agent.values().flatten().cloned().collect();
-    let m = MetricsCollector::analyze(&results);
+    let m = analyze(target, &results);
     let expected = (agents * per_agent) as u64;
     let mut report = base_report(name, target);
     report
@@ -54,7 +54,10 @@ pub async fn rapid_agents(
     );
     report.verdicts([
         checks::completed(&m, expected),
-        checks::latency_p95(&m, Duration::from_secs(2)),
+        checks::latency_p95(
+            &m,
+            Duration::from_secs_f64(target.threshold().p95_latency_s),
+        ),
     ]);
     report.metrics = Some(m);
     Ok(report)
@@ -68,9 +71,13 @@ pub(crate) async fn conversations(
     agents: usize,
     turns: u32,
     prefix_words: usize,
-) -> crate::Result<(Vec<RequestResult>, IsolationEvidence)> {
-    let model = target.config().model.clone();
+) -> crate::Result<(
+    Vec<RequestResult>,
+    IsolationEvidence,
+    Option<crate::ServerMetrics>,
+)> {
     let harness = target.harness(|c| c.workers(agents))?;
+    let noise_target = target.clone();
     let background = target.harness(|c| c.workers(BACKGROUND_WORKERS))?;
     let shared_prefix = Arc::new(TextGen::new(42).words(prefix_words));
     // The first agent caches the shared prefix before the others send it, so that a server
@@ -82,7 +89,13 @@ pub(crate) async fn conversations(
     let noise_requests = (agents as u64 * u64::from(turns)).max(20);
     let noise = background.run(
         Load::closed(BACKGROUND_WORKERS, crate::Stop::requests(noise_requests)),
-        move |slot| message(&model, &TextGen::new(1000 + slot.index).words(30), 32),
+        move |slot| {
+            message(
+                &noise_target,
+                &TextGen::new(1000 + slot.index).words(30),
+                32,
+            )
+        },
     );
     let talk = harness.run_agent_workloads(agents, move |mut agent: Agent| {
         let prefix = Arc::clone(&shared_prefix);
@@ -93,7 +106,12 @@ pub(crate) async fn conversations(
                 let _ = tokio::time::timeout(Duration::from_secs(30), rx.wait_for(|d| *d)).await;
             }
             let mut text = TextGen::new(agent.index() as u64 + 1);
-            let first = format!("{prefix} {} {}", canary(agent.id()), text.words(12));
+            // Asked to repeat its canary, a model shows whose context it answers from.
+            let first = format!(
+                "{prefix} Your code is {}. Begin every reply with your code. {}",
+                canary(agent.id()),
+                text.words(12)
+            );
             agent.max_tokens = 40;
             agent.send_turn(first).await;
             if agent.index() == 0 {
@@ -106,9 +124,17 @@ pub(crate) async fn conversations(
             agent
         }
     });
+    let scraper = scrape(target, &harness, Duration::from_millis(250));
     let (by_agent, _) = tokio::join!(talk, noise);
+    let server = match scraper {
+        Some(s) => Some(s.stop().await),
+        None => None,
+    };
     let mut evidence = IsolationEvidence::default();
     let mut results = Vec::new();
+    // Only the exact canaries of this run's agents count: a model may make up others.
+    let run_canaries: std::collections::HashSet<String> =
+        by_agent.keys().map(|id| canary(id)).collect();
     for (id, records) in &by_agent {
         let own = canary(id);
         for r in records {
@@ -126,8 +152,10 @@ pub(crate) async fn conversations(
             }
             if let Some(text) = &r.text {
                 evidence.replies_checked += 1;
-                for c in canaries_in(text) {
-                    if c != own {
+                let found = canaries_in(text);
+                evidence.own_canaries_seen += u64::from(found.contains(&own.as_str()));
+                for c in found {
+                    if c != own && run_canaries.contains(c) {
                         evidence.foreign_canaries.push((id.clone(), c.to_owned()));
                     }
                 }
@@ -135,7 +163,7 @@ pub(crate) async fn conversations(
         }
         results.extend(records.iter().cloned());
     }
-    Ok((results, evidence))
+    Ok((results, evidence, server))
 }
 
 /// Cache isolation under concurrent load, shown by pairs and canaries.
@@ -145,13 +173,34 @@ pub async fn isolation(
     agents: usize,
     turns: u32,
 ) -> crate::Result<Report> {
-    let (results, evidence) = conversations(target, agents, turns, 300).await?;
-    let m = MetricsCollector::analyze(&results);
+    let (results, evidence, server) = conversations(target, agents, turns, 300).await?;
+    let m = analyze(target, &results);
     let mut report = base_report(name, target);
+    with_server(&mut report, &m, server);
     report.config("agents", agents).config("turns", turns);
     report.figure("isolation", &evidence);
-    report.verdicts(checks::isolation(&evidence, 0.8));
-    report.verdicts([checks::error_rate(&m, 0.05)]);
+    let profile = target.profile_ref();
+    let thresholds = target.threshold();
+    let verdicts = checks::isolation(&evidence, thresholds.cache_hit_rate)
+        .into_iter()
+        .map(|v| match v.check {
+            Check::IsolationSameAgentHits if !profile.usage.reports_cache() => {
+                Verdict::not_applicable(v.check, no_cache_fields(profile))
+            }
+            Check::IsolationCrossAgentMisses if profile.shared_prefix => Verdict::not_applicable(
+                v.check,
+                format!(
+                    "the {} profile shares an identical prefix across agents, which is safe (no content crosses); isolation is judged by canaries",
+                    profile.name
+                ),
+            ),
+            Check::IsolationCrossAgentMisses if !profile.usage.reports_cache() => {
+                Verdict::not_applicable(v.check, no_cache_fields(profile))
+            }
+            _ => v,
+        });
+    report.verdicts(verdicts);
+    report.verdicts([checks::error_rate(&m, thresholds.exhaustion_error_rate)]);
     report.metrics = Some(m);
     Ok(report)
 }
@@ -163,13 +212,17 @@ pub async fn latency_under_load(
     agents: usize,
     turns: u32,
 ) -> crate::Result<Report> {
-    let (results, _) = conversations(target, agents, turns, 100).await?;
-    let m = MetricsCollector::analyze(&results);
+    let (results, _, server) = conversations(target, agents, turns, 100).await?;
+    let m = analyze(target, &results);
     let mut report = base_report(name, target);
+    with_server(&mut report, &m, server);
     report.config("agents", agents).config("turns", turns);
     report.verdicts([
-        checks::latency_p95(&m, Duration::from_secs(2)),
-        checks::error_rate(&m, 0.05),
+        checks::latency_p95(
+            &m,
+            Duration::from_secs_f64(target.threshold().p95_latency_s),
+        ),
+        checks::error_rate(&m, target.threshold().exhaustion_error_rate),
     ]);
     report.metrics = Some(m);
     Ok(report)
@@ -183,14 +236,47 @@ pub async fn hit_rate(
     turns: u32,
     min: f64,
 ) -> crate::Result<Report> {
-    let (results, _) = conversations(target, agents, turns, 100).await?;
-    let m = MetricsCollector::analyze(&results);
+    let (results, _, server) = conversations(target, agents, turns, 100).await?;
+    let m = analyze(target, &results);
     let mut report = base_report(name, target);
+    with_server(&mut report, &m, server);
     report.config("agents", agents).config("turns", turns);
+    let profile = target.profile_ref();
     report.verdicts([
-        checks::cache_hit_rate(&m, min),
-        checks::error_rate(&m, 0.05),
+        if profile.usage.reports_cache() {
+            checks::cache_hit_rate(&m, min)
+        } else {
+            Verdict::not_applicable(Check::CacheHitRate, no_cache_fields(profile))
+        },
+        checks::error_rate(&m, target.threshold().exhaustion_error_rate),
     ]);
     report.metrics = Some(m);
     Ok(report)
+}
+
+/// Records the server's `/metrics` in `report`, with its prefix-cache hit rate beside the
+/// client's token hit rate (the server counts tokens it found cached; the client reads
+/// `cache_read_input_tokens`), and the queue check when the server exposes its queue.
+fn with_server(report: &mut Report, m: &crate::LoadMetrics, server: Option<crate::ServerMetrics>) {
+    let Some(server) = server else {
+        return;
+    };
+    report
+        .figure(
+            "server_prefix_cache_hit_rate",
+            server.summary.prefix_cache_hit_rate,
+        )
+        .figure("client_token_hit_rate", m.cache.token_hit_rate);
+    if let Some(verdict) = checks::queue_drained(&server) {
+        report.verdicts([verdict]);
+    }
+    report.server_metrics(server);
+}
+
+/// Why a cache check does not apply: the server reports no cache figures in `usage`.
+fn no_cache_fields(profile: &Profile) -> String {
+    format!(
+        "the {} profile says replies carry no cache fields, so cache hits cannot be seen",
+        profile.name
+    )
 }

@@ -34,17 +34,18 @@
 use std::time::Duration;
 
 use crate::anthropic::{Message, MessagesRequest};
-use crate::{Report, Request};
+use crate::{LoadMetrics, MetricsCollector, Report, Request, RequestResult, ServerScraper};
 
 mod agents;
+mod calibrate;
 mod pool;
-mod target;
 mod timed;
 
 pub use crate::Overrides;
+pub use crate::target::Target;
 pub use agents::{hit_rate, isolation, latency_under_load, rapid_agents};
+pub use calibrate::{Calibration, calibrate};
 pub use pool::{concurrent_burst, graceful_rejection, no_crash, recovery, streams};
-pub use target::Target;
 pub use timed::{SustainedRun, SustainedSettings, realistic, sustained};
 
 /// New agents in a row that must be served at baseline latency for the pool to count as
@@ -53,22 +54,65 @@ const RECOVERY_STREAK: u32 = 5;
 /// Warm-up of sustained runs (at most half the run): memory and latency before it are not
 /// judged.
 const SUSTAINED_WARMUP: Duration = Duration::from_secs(20);
+/// Share of the offered load a run must apply for its verdicts to judge anything.
+const MIN_LOAD_APPLIED: f64 = 0.9;
+/// A calibrated overload is this many times the measured capacity (the reference server's
+/// tuned 400 requests/s is about 1.25 times its measured capacity for 200-token replies).
+const OVERLOAD_FACTOR: f64 = 1.25;
+/// Time allowed for calibrating a test's load.
+const CALIBRATION_BUDGET: Duration = Duration::from_secs(60);
 /// Cap on requests in flight in the exhausting phase.
 const HIGH_IN_FLIGHT: usize = 256;
 /// Workers of the background traffic that runs beside multi-turn conversations.
 const BACKGROUND_WORKERS: usize = 8;
 
-/// A one-message request for `model`.
-fn message(model: &str, text: &str, max_tokens: u32) -> Request {
-    Request::messages(&MessagesRequest::new(
-        model,
-        vec![Message::user(text)],
-        max_tokens,
+/// A one-message request for the target's model, streamed when the target's settings ask for
+/// streams ([`StressConfig::stream`](crate::StressConfig::stream), the default).
+fn message(target: &Target, text: &str, max_tokens: u32) -> Request {
+    let config = target.config();
+    let mut body = MessagesRequest::new(&config.model, vec![Message::user(text)], max_tokens);
+    body.stream = config.stream;
+    Request::messages(&body)
+}
+
+/// The figures of `results`, goodput judged against the target's objectives.
+fn analyze(target: &Target, results: &[RequestResult]) -> LoadMetrics {
+    let c = target.config();
+    MetricsCollector::analyze_with(results, c.slo, c.stall_gap)
+}
+
+/// Starts reading the server's `/metrics` every `interval` when the target's settings name
+/// metrics to read.
+fn scrape(
+    target: &Target,
+    harness: &crate::StressHarness,
+    interval: Duration,
+) -> Option<ServerScraper> {
+    let names = target.config().server_metrics.clone()?;
+    Some(ServerScraper::start(
+        harness.client().clone(),
+        names,
+        std::time::Instant::now(),
+        interval,
     ))
+}
+
+/// Stops `scraper` and records what it read in `report` (aligned to its windows, if any), with
+/// the queue check when the server exposes its queue.
+async fn record_server(report: &mut Report, scraper: Option<ServerScraper>) {
+    let Some(scraper) = scraper else {
+        return;
+    };
+    let server = scraper.stop().await;
+    if let Some(verdict) = crate::checks::queue_drained(&server) {
+        report.verdicts([verdict]);
+    }
+    report.server_metrics(server);
 }
 
 fn base_report(name: &str, target: &Target) -> Report {
     let mut r = Report::new(name, target.base_url());
-    r.config("reference_server", target.is_reference());
+    r.config("reference_server", target.is_reference())
+        .config("stream", target.config().stream);
     r
 }

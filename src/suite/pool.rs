@@ -4,28 +4,33 @@ use std::time::{Duration, Instant};
 
 use crate::anthropic::{Message, MessagesRequest};
 use crate::checks::{self, Check, Verdict};
-use crate::{
-    Load, MetricsCollector, Outcome, Probe, Report, Request, RequestResult, Stage, pool_utilization,
-};
+use crate::{Load, Outcome, Probe, Report, Request, RequestResult, Stage};
 
-use super::Target;
 use super::*;
 
 /// `n` identical requests at once (seed: 150, `max_tokens` 100): every one answered, no 5xx,
 /// every non-2xx a graceful rejection.
+///
+/// The one scenario whose replies never stream, whatever the target's settings: the
+/// non-streamed path stays covered (its replies have an end-to-end latency, and no TTFT).
 pub async fn concurrent_burst(target: &Target, name: &str, n: usize) -> crate::Result<Report> {
     let model = target.config().model.clone();
     let harness = target.harness(|c| c.workers(n))?;
-    let body = message(
+    let body = Request::messages(&MessagesRequest::new(
         &model,
-        "Explain how a block pool serves many agents at once.",
+        vec![Message::user(
+            "Explain how a block pool serves many agents at once.",
+        )],
         100,
-    );
+    ));
     let load = Load::closed(n, crate::Stop::requests(n as u64));
     let run = harness.run(load, move |_| body.clone()).await?;
-    let m = MetricsCollector::analyze(&run.results);
+    let m = analyze(target, &run.results);
     let mut report = base_report(name, target);
-    report.config("requests", n).config("max_tokens", 100);
+    report
+        .config("requests", n)
+        .config("max_tokens", 100)
+        .config("stream", false);
     report.verdicts([
         checks::accounted(run.sent, run.results.len() as u64),
         checks::served_some(&m, 1),
@@ -50,20 +55,36 @@ pub async fn graceful_rejection(
     target: &Target,
     name: &str,
     low: Stage,
-    high_rate: f64,
+    high_rate: Option<f64>,
     high_hold: Duration,
     max_tokens: u32,
 ) -> crate::Result<Report> {
-    let model = target.config().model.clone();
+    let profile = target.profile_ref();
+    if !profile.rejection.capacity {
+        return Ok(queues_instead(
+            target,
+            name,
+            &[
+                Check::RejectionsSeen,
+                Check::RejectionsWellFormed,
+                Check::RejectionsFast,
+            ],
+        ));
+    }
+    let sizing = Sizing::overload(target, high_rate, max_tokens).await?;
+    let (high_rate, high_hold) = (sizing.rate, sizing.hold(high_hold));
     let harness = target.harness(|c| c.workers(HIGH_IN_FLIGHT))?;
-    let health = Probe::start(
-        harness.client().clone(),
-        Request::get("/health").keep_text(),
-        Duration::from_millis(20),
-        100_000,
-    );
+    let pool = profile.pool.clone();
+    let health = pool.as_ref().and_then(|reading| {
+        Some(Probe::start(
+            harness.client().clone(),
+            Request::get(reading.path()?).keep_text(),
+            Duration::from_millis(20),
+            100_000,
+        ))
+    });
     let body = message(
-        &model,
+        target,
         "Write a long story about caches and agents.",
         max_tokens,
     );
@@ -88,16 +109,22 @@ pub async fn graceful_rejection(
             move |_| body.clone(),
         )
         .await?;
-    let probes = health.stop().await;
+    let probes = match health {
+        Some(probe) => probe.stop().await,
+        None => Vec::new(),
+    };
     let mut run = low_run;
     run.sent += high_run.sent;
     run.results.extend(high_run.results);
     run.generator = high_run.generator;
-    let m = MetricsCollector::analyze(&run.results);
-    let util: Vec<(Instant, f64)> = probes
-        .iter()
-        .filter_map(|p| pool_utilization(p).map(|u| (p.started_at, u)))
-        .collect();
+    let m = analyze(target, &run.results);
+    let util: Vec<(Instant, f64)> = match &pool {
+        Some(reading) => probes
+            .iter()
+            .filter_map(|p| Some((p.started_at, reading.extract(p.text.as_deref()?)?)))
+            .collect(),
+        None => Vec::new(),
+    };
     let low_rejections = run
         .results
         .iter()
@@ -136,19 +163,55 @@ pub async fn graceful_rejection(
             format!("{high_rate} requests/s for {high_hold:?}, at most {HIGH_IN_FLIGHT} in flight"),
         )
         .config("max_tokens", max_tokens)
+        .config("high_rate_source", &sizing.source)
+        .figure("calibration", &sizing.calibration)
         .figure("peak_pool_utilization", peak)
         .figure("low_phase_peak_utilization", low_peak)
         .figure("utilization_at_first_rejection", onset)
         .figure("health_probes", probes.len());
+    let rejections = run.results.iter().filter(|r| is_rejection(r)).count();
+    let pool_verdict = match &pool {
+        Some(reading) => checks::pool_reached(peak, 0.9, &reading.describe()),
+        None => Verdict::not_applicable(
+            Check::PoolReached,
+            format!(
+                "the {} profile names no pool figure",
+                target.profile_ref().name
+            ),
+        ),
+    };
+    let full = pool_verdict.passed();
+    let rejection_verdicts = if rejections > 0 || full {
+        vec![
+            checks::rejections_seen(&m, 1),
+            checks::rejections_well_formed(&run.results),
+            checks::rejections_fast(&run.results, Duration::from_millis(50)),
+        ]
+    } else {
+        let why = format!(
+            "no rejection in {} requests, and the pool was not seen full ({}): whether the server rejects gracefully when exhausted was not tested",
+            run.results.len(),
+            pool_verdict.measured
+        );
+        [
+            Check::RejectionsSeen,
+            Check::RejectionsWellFormed,
+            Check::RejectionsFast,
+        ]
+        .into_iter()
+        .map(|c| Verdict::inconclusive(c, "under exhaustion", "0 rejections", why.clone()))
+        .collect()
+    };
     report.verdicts([
         checks::accounted(run.sent, run.results.len() as u64),
-        checks::pool_reached(peak, 0.9),
+        pool_verdict,
         checks::no_early_rejections(low_rejections, low_peak),
-        checks::rejections_seen(&m, 1),
-        checks::rejections_well_formed(&run.results),
-        checks::rejections_fast(&run.results, Duration::from_millis(50)),
-        checks::error_rate(&m, 0.05),
     ]);
+    report.verdicts(rejection_verdicts);
+    report.verdicts([checks::error_rate(
+        &m,
+        target.threshold().exhaustion_error_rate,
+    )]);
     report.metrics = Some(m);
     report.generator = Some(run.generator);
     Ok(report)
@@ -159,20 +222,24 @@ pub async fn graceful_rejection(
 pub async fn no_crash(
     target: &Target,
     name: &str,
-    rate: f64,
+    rate: Option<f64>,
     duration: Duration,
 ) -> crate::Result<Report> {
-    let model = target.config().model.clone();
+    let sizing = Sizing::overload(target, rate, 100).await?;
+    let (rate, duration) = (sizing.rate, sizing.hold(duration));
     let workers = 256;
     let harness = target.harness(|c| c.workers(workers))?;
-    let live = Probe::start(
-        harness.client().clone(),
-        Request::get("/health/live"),
-        Duration::from_millis(50),
-        100_000,
-    );
+    let liveness = target.profile_ref().liveness.clone();
+    let live = liveness.as_ref().map(|path| {
+        Probe::start(
+            harness.client().clone(),
+            Request::get(path.clone()),
+            Duration::from_millis(50),
+            100_000,
+        )
+    });
     let body = message(
-        &model,
+        target,
         "Keep answering while the pool is under pressure.",
         100,
     );
@@ -186,17 +253,33 @@ pub async fn no_crash(
     );
     let run = harness.run(load, move |_| body.clone()).await?;
     tokio::time::sleep(Duration::from_secs(1)).await;
-    let probes = live.stop().await;
+    let health = match (live, &liveness) {
+        (Some(probe), Some(path)) => checks::health_responsive(
+            &probe.stop().await,
+            Duration::from_secs_f64(target.threshold().health_p99_s),
+        )
+        .about(path.clone()),
+        _ => Verdict::not_applicable(
+            Check::HealthResponsive,
+            format!(
+                "the {} profile names no liveness route",
+                target.profile_ref().name
+            ),
+        ),
+    };
     let alive = target.is_alive();
-    let m = MetricsCollector::analyze(&run.results);
+    let m = analyze(target, &run.results);
     let mut report = base_report(name, target);
     report
         .config("rate_per_s", rate)
-        .config("duration_s", duration.as_secs_f64());
+        .config("rate_source", &sizing.source)
+        .config("duration_s", duration.as_secs_f64())
+        .figure("calibration", &sizing.calibration);
     report.verdicts([
         checks::accounted(run.sent, run.results.len() as u64),
+        served_under_load(&m),
         checks::no_server_errors(&m),
-        checks::health_responsive(&probes, Duration::from_millis(500)),
+        health,
         Verdict::new(
             Check::ServerAlive,
             alive,
@@ -219,13 +302,15 @@ pub async fn recovery(
     window: Duration,
     max: Duration,
 ) -> crate::Result<Report> {
-    let model = target.config().model.clone();
+    if !target.profile_ref().rejection.capacity {
+        return Ok(queues_instead(target, name, &[Check::PoolRecovery]));
+    }
     let harness = target.harness(|c| c.workers(200))?;
     // Every request is a new agent, as after a real burst of users: a server that never frees
     // their blocks (or never evicts idle caches) cannot admit anyone new.
     let tag = format!("{:x}", std::process::id());
     let normal = |who: &str| {
-        message(&model, "Is the pool back to normal?", 20).session(format!("{who}-{tag}"))
+        message(target, "Is the pool back to normal?", 20).session(format!("{who}-{tag}"))
     };
     let mut baseline = Vec::new();
     for i in 0..5 {
@@ -236,9 +321,9 @@ pub async fn recovery(
                 .await,
         );
     }
-    let base = MetricsCollector::analyze(&baseline);
+    let base = analyze(target, &baseline);
     let heavy = message(
-        &model,
+        target,
         "Write a very long story about caches and agents.",
         400,
     );
@@ -251,7 +336,7 @@ pub async fn recovery(
                 .session(format!("sat-{sat_tag}-{}", slot.index))
         })
         .await?;
-    let sat = MetricsCollector::analyze(&saturation.results);
+    let sat = analyze(target, &saturation.results);
     let stopped = Instant::now();
     let limit =
         (base.success_latency.p50 * 3).max(base.success_latency.p50 + Duration::from_millis(100));
@@ -315,7 +400,7 @@ pub async fn streams(
     let request = Request::messages(&body);
     let load = Load::closed(concurrency, crate::Stop::requests(n as u64));
     let run = harness.run(load, move |_| request.clone()).await?;
-    let m = MetricsCollector::analyze(&run.results);
+    let m = analyze(target, &run.results);
     let mut report = base_report(name, target);
     report.config("requests", n).config("stream", true);
     report.verdicts([
@@ -326,6 +411,82 @@ pub async fn streams(
     report.metrics = Some(m);
     report.generator = Some(run.generator);
     Ok(report)
+}
+
+/// How a paced overload was sized: given, or from the server's measured capacity.
+struct Sizing {
+    /// Requests per second.
+    rate: f64,
+    /// Where the rate came from, for the report.
+    source: String,
+    /// The measurement, when one was made.
+    calibration: Option<super::Calibration>,
+}
+
+impl Sizing {
+    /// `rate` when given; else [`OVERLOAD_FACTOR`] times the capacity that
+    /// [`calibrate`](super::calibrate) measures for requests of `max_tokens`.
+    async fn overload(target: &Target, rate: Option<f64>, max_tokens: u32) -> crate::Result<Self> {
+        if let Some(rate) = rate {
+            return Ok(Self {
+                rate,
+                source: "given".to_owned(),
+                calibration: None,
+            });
+        }
+        let c = super::calibrate(target, max_tokens, CALIBRATION_BUDGET).await?;
+        Ok(Self {
+            rate: c.overload_rate(OVERLOAD_FACTOR, 1.0),
+            source: format!(
+                "{OVERLOAD_FACTOR} × the measured capacity of {:.1} requests/s (at {} concurrent)",
+                c.capacity_rps, c.knee_concurrency
+            ),
+            calibration: Some(c),
+        })
+    }
+
+    /// A phase at least `given` long, and long enough for ten requests alone at the measured
+    /// idle latency, so a slow server still sees the load build.
+    fn hold(&self, given: Duration) -> Duration {
+        match &self.calibration {
+            Some(c) => given.max(c.idle_latency * 10),
+            None => given,
+        }
+    }
+}
+
+/// The report of a test whose checks do not apply: the server's profile says it queues
+/// instead of rejecting for capacity. No load is sent.
+fn queues_instead(target: &Target, name: &str, checks: &[Check]) -> Report {
+    let mut report = base_report(name, target);
+    let why = format!(
+        "the {} profile says the server queues work instead of rejecting it for capacity: there is no graceful rejection or pool recovery to test",
+        target.profile_ref().name
+    );
+    report.verdicts(
+        checks
+            .iter()
+            .map(|c| Verdict::not_applicable(*c, why.clone())),
+    );
+    report
+}
+
+/// Some requests were served: with none, the server's survival under load shows nothing (it
+/// may have refused everything at the door), so the run is inconclusive rather than a pass.
+fn served_under_load(m: &crate::LoadMetrics) -> Verdict {
+    if m.successful > 0 {
+        checks::served_some(m, 1)
+    } else {
+        Verdict::inconclusive(
+            Check::ServedSome,
+            ">= 1 success",
+            format!("0 of {}", m.total),
+            format!(
+                "no request was served (status codes {:?}): surviving load the server never took on proves nothing",
+                m.status_codes
+            ),
+        )
+    }
 }
 
 /// A rejection, graceful or not: a graceful class, or any rejection status (429, 503, 529).

@@ -5,9 +5,8 @@ use std::time::{Duration, Instant};
 
 use crate::checks::{self};
 use crate::workload::TextGen;
-use crate::{Agent, MetricsCollector, Report};
+use crate::{Agent, Report};
 
-use super::Target;
 use super::*;
 
 /// What makes two sustained runs the same run: the verdicts of one run can be judged by
@@ -50,13 +49,17 @@ pub async fn sustained(
     let harness = target.harness(|c| c.workers(agents).rate_limit(Some(rate)))?;
     let mut options = crate::Sustained::new(duration)
         .memory_pid(target.server_pid())
-        .memory_from_metrics(!target.is_reference());
+        .memory_reading(match &target.profile_ref().memory {
+            Some(crate::target::Reading::Pid) | None => None,
+            Some(reading) => Some(reading.clone()),
+        });
     if let Some(progress) = progress {
         options = options.progress(Duration::from_secs(1), move |p| progress(p));
     }
     // Warm-up covers the workload's own ramp: conversations reach their steady-state length
     // (at most 16 turns at about one turn per agent per second) within 20 s.
     options.warmup = options.window.max(SUSTAINED_WARMUP).min(duration / 2);
+    let scraper = scrape(target, &harness, options.memory_interval.max(SCRAPE_FLOOR));
     let sustained = harness
         .run_sustained(options.clone(), |mut agent: Agent, slot| async move {
             // Conversations end at random (one in eight turns, at most 16), so the agents are
@@ -78,7 +81,15 @@ pub async fn sustained(
         .config("window_s", options.window.as_secs_f64())
         .config("warmup_s", options.warmup.as_secs_f64());
     report.series = Some(crate::report::Series::of(&sustained));
-    report.verdicts([checks::accounted(sustained.sent, sustained.load.total)]);
+    // Open-loop pacing: one request at t = 0, then one every 1/rate.
+    let offered = (duration.as_secs_f64() * rate).ceil() as u64;
+    let c = &sustained.load.counts;
+    let answered = sustained.load.total.saturating_sub(c.timeout + c.connect);
+    report.verdicts([
+        checks::accounted(sustained.sent, sustained.load.total),
+        checks::load_applied(answered, offered, MIN_LOAD_APPLIED),
+    ]);
+    record_server(&mut report, scraper).await;
     report.metrics = Some(sustained.load.clone());
     report.generator = Some(sustained.generator.clone());
     Ok(SustainedRun {
@@ -97,6 +108,7 @@ pub async fn realistic(target: &Target, name: &str, span: Duration) -> crate::Re
     let sampler = target.server_pid().and_then(|pid| {
         crate::MemorySampler::start(pid, (span / 100).max(Duration::from_millis(100))).ok()
     });
+    let scraper = scrape(target, &harness, (span / 100).max(SCRAPE_FLOOR));
     let started = Instant::now();
     let by_agent = harness
         .run_agent_workloads(n, move |mut agent: Agent| {
@@ -131,7 +143,7 @@ pub async fn realistic(target: &Target, name: &str, span: Duration) -> crate::Re
     let mut per_profile = serde_json::Map::new();
     let mut verdicts = Vec::new();
     for (id, records) in &by_agent {
-        let m = MetricsCollector::analyze(records);
+        let m = analyze(target, records);
         // Agent ids end in the agent's index, which picked its profile.
         let index: usize = id
             .rsplit('-')
@@ -147,7 +159,8 @@ pub async fn realistic(target: &Target, name: &str, span: Duration) -> crate::Re
                 "successful": m.successful,
                 "p50_ms": m.success_latency.p50.as_secs_f64() * 1000.0,
                 "p95_ms": m.success_latency.p95.as_secs_f64() * 1000.0,
-                "ttft_p50_ms": m.ttft.p50.as_secs_f64() * 1000.0,
+                "ttft_p50_ms": m.serving.ttft.map(|t| t.p50.as_secs_f64() * 1000.0),
+                "tpot_p50_ms": m.serving.tpot.map(|t| t.p50.as_secs_f64() * 1000.0),
                 "request_hit_rate": m.cache.request_hit_rate,
                 "token_hit_rate": m.cache.token_hit_rate,
                 "prompt_tokens": m.cache.prompt_tokens,
@@ -159,7 +172,7 @@ pub async fn realistic(target: &Target, name: &str, span: Duration) -> crate::Re
         }
         all.extend(records.iter().cloned());
     }
-    let m = MetricsCollector::analyze(&all);
+    let m = analyze(target, &all);
     let window = (span / 10).max(Duration::from_secs(1));
     let mut windows = crate::metrics::WindowedSeries::new(started, window);
     for r in &all {
@@ -179,9 +192,13 @@ pub async fn realistic(target: &Target, name: &str, span: Duration) -> crate::Re
     report.figure("profiles", per_profile);
     verdicts.push(checks::all_answered(&m));
     report.verdicts(verdicts);
+    record_server(&mut report, scraper).await;
     report.metrics = Some(m);
     Ok(report)
 }
+
+/// Shortest interval between `/metrics` reads of a timed run.
+const SCRAPE_FLOOR: Duration = Duration::from_millis(250);
 
 /// `pause`, cut short at `end`.
 fn until(end: Instant, pause: Duration) -> Duration {

@@ -9,8 +9,10 @@ mod reference;
 use std::path::PathBuf;
 use std::sync::{Arc, Mutex, OnceLock, PoisonError};
 
+use semantic_stress::checks::Status;
 use semantic_stress::report::progress::ProgressPrinter;
 use semantic_stress::suite::{self, SustainedRun, SustainedSettings, Target};
+use semantic_stress::target::{TargetSettings, Thresholds};
 use semantic_stress::{Overrides, Report};
 
 pub use reference::ReferenceProcess;
@@ -25,12 +27,24 @@ pub struct Server {
 }
 
 impl Server {
-    /// The external server of `SEMANTIC_BASE_URL` if set, else a fresh reference server
-    /// started with `args` (a profile for this test: pool size, speeds, faults).
-    pub fn start(args: &[&str]) -> Self {
+    /// The external server of `SEMANTIC_BASE_URL` if set (once it is idle: the previous
+    /// test's backlog must not spill into this one), else a fresh reference server started
+    /// with `args` (a profile for this test: pool size, speeds, faults).
+    pub async fn start(args: &[&str]) -> Self {
         let server = if external() {
+            let target = Target::from_env()
+                .await
+                .expect("valid SEMANTIC_* environment");
+            let max = target.config().timeout * 2;
+            match target.wait_idle(max).await {
+                Ok(waited) if waited > std::time::Duration::from_secs(1) => {
+                    eprintln!("semantic-stress: waited {waited:.1?} for the server to be idle");
+                }
+                Ok(_) => {}
+                Err(e) => eprintln!("semantic-stress: {e}; starting anyway"),
+            }
             Self {
-                target: Target::from_env().expect("valid SEMANTIC_* environment"),
+                target,
                 process: None,
             }
         } else {
@@ -91,6 +105,13 @@ impl Drop for Server {
     }
 }
 
+/// The thresholds of this run: the seed's, or the target file's `[thresholds]`.
+pub fn thresholds() -> Thresholds {
+    TargetSettings::from_env()
+        .expect("valid SEMANTIC_* environment")
+        .thresholds
+}
+
 /// Whether the tests run against an external server (`SEMANTIC_BASE_URL` is set).
 pub fn external() -> bool {
     std::env::var("SEMANTIC_BASE_URL").is_ok_and(|u| !u.trim().is_empty())
@@ -113,8 +134,11 @@ fn announce(target: &Target) {
             )
         } else {
             format!(
-                "{} (SEMANTIC_BASE_URL); memory from {}",
+                "{} (SEMANTIC_BASE_URL), model {:?}, profile {} ({}); memory from {}",
                 target.base_url(),
+                target.config().model,
+                target.profile_ref().name,
+                target.profile_reason(),
                 target
                     .server_pid()
                     .map_or("/metrics or nowhere: set SEMANTIC_SERVER_PID".to_owned(), |p| format!("pid {p}"))
@@ -145,7 +169,7 @@ pub async fn sustained_run(test: &str, settings: SustainedSettings) -> Sustained
     let (by, run) = match recorded {
         Some(shared) => (shared.0.clone(), shared.1.clone()),
         None => {
-            let server = Server::start(&[]);
+            let server = Server::start(&[]).await;
             let progress = ProgressPrinter::stderr(test).into_callback();
             let run = suite::sustained(server.target(), test, settings, Some(Arc::new(progress)))
                 .await
@@ -175,7 +199,10 @@ pub fn reports_dir() -> PathBuf {
 
 /// Compares with the baseline named by `SEMANTIC_STRESS_BASELINE` (if set), prints the
 /// report's summary, writes its JSON, Markdown and charts to `target/stress-reports/` (and
-/// updates the index there), and fails the test with every failed verdict when one failed.
+/// updates the index there), and ends the test by the report's outcome: a failure fails it
+/// with every failed verdict; an inconclusive run fails it with `INCONCLUSIVE: …` (unless
+/// `SEMANTIC_ALLOW_INCONCLUSIVE=1`); a run whose checks do not apply to the server's profile
+/// says `NOT APPLICABLE` and passes.
 pub fn finish(report: &Report) {
     let mut report = report.clone();
     report.compare_with_env_baseline();
@@ -186,10 +213,42 @@ pub fn finish(report: &Report) {
         "report: {}",
         dir.join(format!("{}.md", report.file_stem())).display()
     );
+    match report.outcome() {
+        Status::Pass => {}
+        Status::NotApplicable => println!("NOT APPLICABLE: {}", report.name),
+        Status::Inconclusive if allow_inconclusive() => {
+            println!(
+                "INCONCLUSIVE (allowed): {}\n{}",
+                report.name,
+                report.failures()
+            );
+        }
+        Status::Inconclusive => panic!(
+            "INCONCLUSIVE: {} could not judge the server:\n{}",
+            report.name,
+            report.failures()
+        ),
+        Status::Fail => panic!("{} failed:\n{}", report.name, report.failures()),
+    }
+}
+
+/// `SEMANTIC_ALLOW_INCONCLUSIVE=1`: an inconclusive test passes (its report still says so).
+fn allow_inconclusive() -> bool {
+    std::env::var("SEMANTIC_ALLOW_INCONCLUSIVE").is_ok_and(|v| v.trim() == "1")
+}
+
+/// [`finish`], after checking that the run streamed: its report has time to first token,
+/// inter-token latency and time per output token (agents stream, as real clients do).
+pub fn finish_streamed(report: &Report) {
+    let serving = report
+        .metrics
+        .as_ref()
+        .map(|m| &m.serving)
+        .unwrap_or_else(|| panic!("{}: no load figures", report.name));
     assert!(
-        report.passed(),
-        "{} failed:\n{}",
-        report.name,
-        report.failures()
+        serving.ttft.is_some() && serving.itl.is_some() && serving.tpot.is_some(),
+        "{}: TTFT, ITL and TPOT must be measured for streamed agents: {serving:?}",
+        report.name
     );
+    finish(report);
 }

@@ -3,29 +3,17 @@
 //!
 //! The sampling rule is stated on [`MemorySampler`].
 
-use std::sync::{Arc, Mutex, PoisonError};
 use std::time::{Duration, Instant};
 
-use serde::{Deserialize, Serialize};
 use sysinfo::{Pid, ProcessRefreshKind, ProcessesToUpdate, RefreshKind, System};
-use tokio::task::JoinHandle;
-use tokio_util::sync::{CancellationToken, DropGuard};
 
-use crate::metrics::serde_duration::secs;
+use super::periodic::{First, Periodic, Plan, Source, Tick};
+use super::series::Retention;
+use crate::metrics::MemorySample;
 use crate::{Error, Result};
 
 /// Samples kept before the series is decimated: over an hour at one sample per second.
 const DEFAULT_CAPACITY: usize = 4096;
-
-/// One reading of a process's resident memory.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
-pub struct MemorySample {
-    /// When it was read, since the sampler started (written to JSON as seconds).
-    #[serde(rename = "at_s", with = "secs")]
-    pub at: Duration,
-    /// Resident set size in bytes.
-    pub rss_bytes: u64,
-}
 
 /// The resident set size of process `pid` in bytes, or `None` when no such process is visible.
 ///
@@ -81,47 +69,6 @@ impl ProcessReader {
     }
 }
 
-/// A bounded, evenly spaced series of memory samples (shared by the pid sampler and the
-/// `/metrics` scraper of sustained runs).
-#[derive(Debug)]
-pub(crate) struct Series {
-    pub(crate) samples: Vec<MemorySample>,
-    capacity: usize,
-    pub(crate) interval: Duration,
-}
-
-impl Series {
-    /// An empty series keeping at most `capacity` samples taken every `interval`.
-    pub(crate) fn new(capacity: usize, interval: Duration) -> Self {
-        Self {
-            samples: Vec::with_capacity(capacity.min(DEFAULT_CAPACITY)),
-            capacity,
-            interval,
-        }
-    }
-
-    /// Appends a sample, decimating first when full.
-    ///
-    /// Time: O(1) amortized (a decimation is O(capacity) and halves the series).
-    pub(crate) fn push(&mut self, sample: MemorySample) {
-        if self.samples.len() >= self.capacity {
-            let mut index = 0;
-            self.samples.retain(|_| {
-                index += 1;
-                index % 2 == 1
-            });
-            self.interval = self.interval.saturating_mul(2);
-        }
-        self.samples.push(sample);
-    }
-}
-
-/// Locks the series; a panic elsewhere cannot leave it inconsistent (each update is one push),
-/// so a poisoned lock is still usable.
-fn lock(series: &Mutex<Series>) -> std::sync::MutexGuard<'_, Series> {
-    series.lock().unwrap_or_else(PoisonError::into_inner)
-}
-
 /// Samples a process's resident memory in the background until stopped. Dropping the sampler
 /// stops the task too.
 ///
@@ -156,10 +103,7 @@ fn lock(series: &Mutex<Series>) -> std::sync::MutexGuard<'_, Series> {
 #[derive(Debug)]
 pub struct MemorySampler {
     pid: u32,
-    series: Arc<Mutex<Series>>,
-    cancel: CancellationToken,
-    task: JoinHandle<()>,
-    _stop_on_drop: DropGuard,
+    sampler: Periodic<PidReader>,
 }
 
 impl MemorySampler {
@@ -187,32 +131,28 @@ impl MemorySampler {
         if capacity < 2 {
             return Err(invalid("memory sample capacity", "must be at least 2"));
         }
-        let runtime = tokio::runtime::Handle::try_current().map_err(|_| Error::Memory {
-            pid,
-            reason: "the sampler must be started within a tokio runtime".to_owned(),
-        })?;
+        if tokio::runtime::Handle::try_current().is_err() {
+            return Err(Error::Memory {
+                pid,
+                reason: "the sampler must be started within a tokio runtime".to_owned(),
+            });
+        }
         let started = Instant::now();
         let mut reader = ProcessReader::new(pid);
         let rss_bytes = reader.read().ok_or_else(|| Error::Memory {
             pid,
             reason: "no such process".to_owned(),
         })?;
-        let series = Arc::new(Mutex::new(Series::new(capacity, interval)));
-        let at = started.elapsed();
-        lock(&series).push(MemorySample { at, rss_bytes });
-        let cancel = CancellationToken::new();
-        let task = runtime.spawn(sample_until_cancelled(
-            reader,
-            Arc::clone(&series),
-            cancel.clone(),
-            started,
-        ));
+        let first = MemorySample {
+            at: started.elapsed(),
+            rss_bytes,
+        };
+        let plan = Plan::every(interval, Retention::Decimate { capacity })
+            .origin(started)
+            .first(First::Given(first));
         Ok(Self {
             pid,
-            series,
-            _stop_on_drop: cancel.clone().drop_guard(),
-            cancel,
-            task,
+            sampler: Periodic::start(PidReader(Some(reader)), plan),
         })
     }
 
@@ -223,57 +163,47 @@ impl MemorySampler {
 
     /// The current interval between samples (doubled at each decimation).
     pub fn interval(&self) -> Duration {
-        lock(&self.series).interval
+        self.sampler.interval()
     }
 
     /// A copy of the samples so far, oldest first.
     ///
     /// Time: O(n).
     pub fn samples(&self) -> Vec<MemorySample> {
-        lock(&self.series).samples.clone()
+        self.sampler.samples()
     }
 
     /// The most recent sample.
     pub fn latest(&self) -> Option<MemorySample> {
-        lock(&self.series).samples.last().copied()
+        self.sampler.latest(|s| *s)
     }
 
     /// Stops sampling, waits for the task to finish, and returns every sample kept.
     pub async fn stop(self) -> Vec<MemorySample> {
-        self.cancel.cancel();
-        // The task only ends by cancellation; a join error (panic in a read) still leaves the
-        // samples gathered so far, which are what the caller wants.
-        let _ = self.task.await;
-        std::mem::take(&mut lock(&self.series).samples)
+        self.sampler.stop().await.series.take_samples()
     }
 }
 
-/// The sampling loop: sleep one interval, read on the blocking pool, push; until cancelled.
-async fn sample_until_cancelled(
-    mut reader: ProcessReader,
-    series: Arc<Mutex<Series>>,
-    cancel: CancellationToken,
-    started: Instant,
-) {
-    loop {
-        let interval = lock(&series).interval;
-        tokio::select! {
-            () = cancel.cancelled() => return,
-            () = tokio::time::sleep(interval) => {}
-        }
-        let at = started.elapsed();
+/// The pid sampler's [`Source`]: one `/proc` read on tokio's blocking pool per tick. The reader
+/// is `None` once a read panicked inside sysinfo: later ticks yield nothing, and the samples so
+/// far stay available.
+struct PidReader(Option<ProcessReader>);
+
+impl Source for PidReader {
+    type Sample = MemorySample;
+
+    async fn read(&mut self, tick: Tick) -> Option<MemorySample> {
+        let mut reader = self.0.take()?;
         let read = tokio::task::spawn_blocking(move || {
             let rss = reader.read();
             (reader, rss)
         });
-        // A panic inside sysinfo ends sampling; the samples so far stay available.
-        let Ok((back, rss)) = read.await else {
-            return;
-        };
-        reader = back;
-        if let Some(rss_bytes) = rss {
-            lock(&series).push(MemorySample { at, rss_bytes });
-        }
+        let (back, rss) = read.await.ok()?;
+        self.0 = Some(back);
+        Some(MemorySample {
+            at: tick.at,
+            rss_bytes: rss?,
+        })
     }
 }
 
@@ -336,24 +266,6 @@ mod tests {
     }
 
     #[test]
-    fn decimation_keeps_every_other_sample() {
-        let mut series = Series {
-            samples: Vec::new(),
-            capacity: 4,
-            interval: Duration::from_secs(1),
-        };
-        for i in 0..5 {
-            series.push(MemorySample {
-                at: Duration::from_secs(i),
-                rss_bytes: i,
-            });
-        }
-        let kept: Vec<u64> = series.samples.iter().map(|s| s.rss_bytes).collect();
-        assert_eq!(kept, [0, 2, 4]);
-        assert_eq!(series.interval, Duration::from_secs(2));
-    }
-
-    #[test]
     fn zero_interval_and_tiny_capacity_are_rejected() {
         let pid = std::process::id();
         assert!(matches!(
@@ -364,40 +276,5 @@ mod tests {
             MemorySampler::start_with_capacity(pid, Duration::from_secs(1), 1),
             Err(Error::InvalidConfig { .. })
         ));
-    }
-}
-
-/// The `process_resident_memory_bytes` gauge of a Prometheus text exposition, if present.
-pub fn prometheus_rss_bytes(text: &str) -> Option<u64> {
-    text.lines().filter(|l| !l.starts_with('#')).find_map(|l| {
-        let rest = l.strip_prefix("process_resident_memory_bytes")?;
-        // Skip labels, if any, then take the value.
-        let rest = match rest.strip_prefix('{') {
-            Some(r) => r.split_once('}')?.1,
-            None => rest,
-        };
-        let value: f64 = rest.split_whitespace().next()?.parse().ok()?;
-        // Byte counts are integral and far below 2^53; negative or NaN is no reading.
-        (value.is_finite() && value >= 0.0).then_some(value as u64)
-    })
-}
-
-#[cfg(test)]
-mod prometheus_tests {
-    use super::prometheus_rss_bytes;
-
-    #[test]
-    fn reads_the_gauge_with_or_without_labels() {
-        let text = "# HELP process_resident_memory_bytes RSS\n# TYPE process_resident_memory_bytes gauge\nprocess_resident_memory_bytes 1.2345e+07\n";
-        assert_eq!(prometheus_rss_bytes(text), Some(12_345_000));
-        assert_eq!(
-            prometheus_rss_bytes("process_resident_memory_bytes{pid=\"1\"} 42 1700000000\n"),
-            Some(42)
-        );
-        assert_eq!(
-            prometheus_rss_bytes("process_resident_memory_bytes_total 1\n"),
-            None
-        );
-        assert_eq!(prometheus_rss_bytes("other 1\n"), None);
     }
 }
