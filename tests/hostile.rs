@@ -1,14 +1,14 @@
 //! The harness against a hostile or broken server: every behaviour of the chaos target
-//! (`reference-server`'s `chaos-server` binary, spawned once per test process) ends as a
-//! failure of a named class, within its bound, with the harness's memory bounded, and without
-//! stalling the other requests of the run. Each test is one row of `docs/hostile.md`.
+//! (`reference_server::chaos`, the code of the `chaos-server` binary, started in each test)
+//! ends as a failure of a named class, within its bound, with the harness's memory bounded,
+//! and without stalling the other requests of the run. Each test is one row of
+//! `docs/hostile.md`.
 //!
 //! Fast (seconds), so not gated behind the `stress` feature: `cargo test --test hostile`.
 
-mod common;
-
-use std::sync::OnceLock;
 use std::time::{Duration, Instant};
+
+use reference_server::chaos::{ChaosConfig, ChaosServer};
 
 use semantic_stress::anthropic::{Message, MessagesRequest};
 use semantic_stress::{
@@ -16,19 +16,17 @@ use semantic_stress::{
     process_rss_bytes,
 };
 
-use common::ReferenceProcess;
-
 /// The request timeout of these tests: the outer bound of every exchange.
 const TIMEOUT: Duration = Duration::from_millis(1500);
 /// Slack on top of a bound for scheduling on a loaded machine.
 const SLACK: Duration = Duration::from_millis(1500);
 
-/// The chaos target shared by the tests of this process (it exits when the process does).
-fn chaos() -> &'static str {
-    static CHAOS: OnceLock<ReferenceProcess> = OnceLock::new();
-    CHAOS
-        .get_or_init(|| ReferenceProcess::spawn_chaos(&[]))
-        .base_url()
+/// A chaos target for one test, on this test's runtime (its writes are lazy: a 100 MiB event
+/// costs it one 64 KiB buffer, so it does not blur the harness's memory figures).
+async fn chaos() -> ChaosServer {
+    ChaosServer::start(ChaosConfig::default())
+        .await
+        .expect("start the chaos target")
 }
 
 fn body(stream: bool) -> MessagesRequest {
@@ -38,8 +36,8 @@ fn body(stream: bool) -> MessagesRequest {
 }
 
 /// A harness whose requests all play `case`.
-fn harness(case: &str, limits: ResponseLimits) -> StressHarness {
-    let config = StressConfig::new(format!("{}/chaos/{case}", chaos()))
+fn harness(chaos: &ChaosServer, case: &str, limits: ResponseLimits) -> StressHarness {
+    let config = StressConfig::new(format!("{}/chaos/{case}", chaos.base_url()))
         .workers(1)
         .timeout(TIMEOUT)
         .limits(limits);
@@ -54,7 +52,8 @@ async fn play_n(
     n: u64,
     limits: ResponseLimits,
 ) -> (Vec<RequestResult>, Duration) {
-    let h = harness(case, limits);
+    let chaos = chaos().await;
+    let h = harness(&chaos, case, limits);
     let request = Request::messages(&body(stream));
     let started = Instant::now();
     let run = h
@@ -278,6 +277,7 @@ async fn an_event_of_100_mib_hits_the_event_bound_with_memory_bounded() {
     let error = r.error.as_deref().unwrap_or_default();
     assert!(error.contains("event larger than 1048576 bytes"), "{error}");
     assert!(took < TIMEOUT + SLACK, "took {took:?}");
+    eprintln!("100 MiB event: harness RSS +{} KiB, {took:?}", growth >> 10);
     assert!(
         growth < RSS_GROWTH_BOUND,
         "harness RSS grew {} MiB reading a 100 MiB event",
@@ -288,6 +288,7 @@ async fn an_event_of_100_mib_hits_the_event_bound_with_memory_bounded() {
     assert_eq!(results[0].outcome, Outcome::Protocol, "{:?}", results[0]);
     let error = results[0].error.as_deref().unwrap_or_default();
     assert!(error.contains("body larger than 8388608 bytes"), "{error}");
+    eprintln!("100 MiB body: harness RSS +{} KiB", growth >> 10);
     assert!(growth < RSS_GROWTH_BOUND, "grew {} MiB", growth >> 20);
 }
 
@@ -391,7 +392,8 @@ async fn hostile_connections_never_stall_the_other_workers() {
     // 8 workers, 80 requests: every 8th plays a stalling case, the others are valid.
     const N: u64 = 80;
     const EVERY: u64 = 8;
-    let config = StressConfig::new(chaos())
+    let chaos = chaos().await;
+    let config = StressConfig::new(chaos.base_url())
         .workers(8)
         .timeout(TIMEOUT)
         .limits(defaults());
@@ -425,8 +427,7 @@ async fn hostile_connections_never_stall_the_other_workers() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_chaos_target_lets_go_when_its_client_leaves() {
-    // A target of its own, so that its connection count is this test's.
-    let target = ReferenceProcess::spawn_chaos(&[]);
+    let target = chaos().await;
     let cases = [
         "status-then-silence",
         "endless-stream",
@@ -450,24 +451,14 @@ async fn the_chaos_target_lets_go_when_its_client_leaves() {
     for run in futures_join(runs).await {
         assert_ne!(run.results[0].outcome, Outcome::Success);
     }
-    let stats =
-        StressHarness::new(StressConfig::new(target.base_url()).workers(1)).expect("valid config");
     let deadline = Instant::now() + Duration::from_secs(3);
-    loop {
-        let now = stats
-            .client()
-            .control(&Request::get("/chaos-stats"))
-            .await
-            .expect("stats");
-        // The stats request's own connection is the only one left.
-        if now["open_connections"].as_u64() == Some(1) {
-            break;
-        }
+    while target.open_connections() > 0 {
         assert!(
             Instant::now() < deadline,
-            "the chaos target still holds connections: {now}"
+            "the chaos target still holds {} connections",
+            target.open_connections()
         );
-        tokio::time::sleep(Duration::from_millis(50)).await;
+        tokio::time::sleep(Duration::from_millis(20)).await;
     }
 }
 

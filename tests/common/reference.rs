@@ -5,14 +5,12 @@
 //! package. The fixture asks cargo (the one running the tests, `$CARGO`) to build it once per
 //! test process, into the target directory the tests were built in, with the same profile:
 //! a no-op when it is fresh, and it never leaves a stale binary behind. Set
-//! `SEMANTIC_REFERENCE_SERVER` (or `SEMANTIC_CHAOS_SERVER` for the chaos target) to a binary
-//! to skip the build.
+//! `SEMANTIC_REFERENCE_SERVER` to a binary to skip the build.
 
-use std::collections::HashMap;
 use std::io::{BufRead, BufReader};
 use std::path::{Path, PathBuf};
 use std::process::{Child, ChildStdin, Command, Stdio};
-use std::sync::{Mutex, PoisonError, mpsc};
+use std::sync::{OnceLock, mpsc};
 use std::time::Duration;
 
 /// How long a spawned reference server may take to print its address.
@@ -31,17 +29,7 @@ pub struct ReferenceProcess {
 impl ReferenceProcess {
     /// Starts the reference server on a free loopback port with `args`.
     pub fn spawn(args: &[&str]) -> Self {
-        Self::spawn_bin("reference-server", args)
-    }
-
-    /// Starts the chaos target (`chaos-server`) on a free loopback port.
-    pub fn spawn_chaos(args: &[&str]) -> Self {
-        Self::spawn_bin("chaos-server", args)
-    }
-
-    /// Starts binary `bin` of the reference-server crate on a free loopback port with `args`.
-    fn spawn_bin(bin: &'static str, args: &[&str]) -> Self {
-        let mut child = Command::new(binary(bin))
+        let mut child = Command::new(binary())
             .args(["--host", "127.0.0.1", "--port", "0", "--exit-on-stdin-eof"])
             .args(args)
             .env_remove("ANTHROPIC_API_KEY")
@@ -49,7 +37,7 @@ impl ReferenceProcess {
             .stdout(Stdio::piped())
             .stderr(Stdio::inherit())
             .spawn()
-            .unwrap_or_else(|e| panic!("start the {bin} binary: {e}"));
+            .expect("start the reference-server binary");
         let stdout = child.stdout.take().expect("piped stdout");
         let (tx, rx) = mpsc::channel();
         std::thread::spawn(move || {
@@ -64,12 +52,14 @@ impl ReferenceProcess {
             other => {
                 let _ = child.kill();
                 let _ = child.wait();
-                panic!("{bin} did not print its address within {STARTUP_TIMEOUT:?}: {other:?}");
+                panic!(
+                    "reference server did not print its address within {STARTUP_TIMEOUT:?}: {other:?}"
+                );
             }
         };
         let base_url = line
             .strip_prefix("listening on ")
-            .unwrap_or_else(|| panic!("unexpected first line from {bin}: {line:?}"))
+            .unwrap_or_else(|| panic!("unexpected first line from reference server: {line:?}"))
             .trim()
             .to_owned();
         let stdin = child.stdin.take();
@@ -98,28 +88,18 @@ impl Drop for ReferenceProcess {
     }
 }
 
-/// Binary `bin` of the reference-server crate: `SEMANTIC_REFERENCE_SERVER` (or
-/// `SEMANTIC_CHAOS_SERVER`), or built once per process.
-fn binary(bin: &'static str) -> PathBuf {
-    static BINARIES: Mutex<Option<HashMap<&'static str, PathBuf>>> = Mutex::new(None);
-    let mut built = BINARIES.lock().unwrap_or_else(PoisonError::into_inner);
-    let built = built.get_or_insert_with(HashMap::new);
-    let variable = match bin {
-        "chaos-server" => "SEMANTIC_CHAOS_SERVER",
-        _ => "SEMANTIC_REFERENCE_SERVER",
-    };
-    built
-        .entry(bin)
-        .or_insert_with(|| match std::env::var_os(variable) {
-            Some(path) => PathBuf::from(path),
-            None => build(bin),
-        })
-        .clone()
+/// The reference-server binary: `SEMANTIC_REFERENCE_SERVER`, or built once per process.
+fn binary() -> &'static Path {
+    static BINARY: OnceLock<PathBuf> = OnceLock::new();
+    BINARY.get_or_init(|| match std::env::var_os("SEMANTIC_REFERENCE_SERVER") {
+        Some(path) => PathBuf::from(path),
+        None => build(),
+    })
 }
 
-/// Builds binary `bin` with the cargo that runs these tests, in the profile and target
+/// Builds the reference server with the cargo that runs these tests, in the profile and target
 /// directory of this test executable (`<target>/<profile>/deps/<test>`), and returns its path.
-fn build(bin: &str) -> PathBuf {
+fn build() -> PathBuf {
     let exe = std::env::current_exe().expect("the test executable's path");
     // <target>/<profile>/deps/<test-binary>
     let profile_dir = exe
@@ -135,7 +115,7 @@ fn build(bin: &str) -> PathBuf {
     let mut command = Command::new(cargo);
     command
         .args(["build", "--quiet", "--package", "reference-server", "--bin"])
-        .arg(bin)
+        .arg("reference-server")
         .arg("--manifest-path")
         .arg(Path::new(env!("CARGO_MANIFEST_DIR")).join("Cargo.toml"))
         .arg("--target-dir")
@@ -160,7 +140,7 @@ fn build(bin: &str) -> PathBuf {
         .expect("run cargo to build the reference server");
     assert!(
         status.success(),
-        "cargo build --package reference-server --bin {bin} failed ({status}); set SEMANTIC_REFERENCE_SERVER or SEMANTIC_CHAOS_SERVER to a built binary"
+        "cargo build --package reference-server failed ({status}); set SEMANTIC_REFERENCE_SERVER to a built binary"
     );
-    profile_dir.join(format!("{bin}{}", std::env::consts::EXE_SUFFIX))
+    profile_dir.join(format!("reference-server{}", std::env::consts::EXE_SUFFIX))
 }
