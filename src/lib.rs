@@ -86,7 +86,9 @@ pub use harness::{
 };
 pub use harness::{DEFAULT_BASE_URL, DEFAULT_DURATION, DEFAULT_TIMEOUT};
 pub use harness::{Progress, ProgressFn, Sustained, SustainedLoadMetrics};
-pub use metrics::{LoadMetrics, MemorySample, MetricsCollector, Outcome, RequestResult};
+pub use metrics::{
+    ConnectionUse, Delivery, LoadMetrics, MemorySample, MetricsCollector, Outcome, RequestResult,
+};
 pub use report::Report;
 pub use sampling::{
     MemorySampler, Probe, Probed, pool_utilization, process_rss_bytes, prometheus_rss_bytes,

@@ -142,7 +142,7 @@ macro_rules! fault_cases {
 
 fault_cases! {
     detects_leak_by_sustained: "leak=256", Sustained, [MemoryGrowth];
-    detects_crash_on_exhaustion_by_burst: "crash-on-exhaustion", Burst, [NoServerErrors, OnlyGracefulFailures];
+    detects_crash_on_exhaustion_by_no_crash: "crash-on-exhaustion", NoCrash, [NoServerErrors];
     detects_no_retry_after_by_graceful: "no-retry-after", Graceful, [RejectionsWellFormed, RejectionsSeen];
     detects_late_reject_by_graceful: "late-reject", Graceful, [RejectionsFast];
     detects_no_recovery_by_recovery: "no-recovery", Recovery, [PoolRecovery];

@@ -152,6 +152,14 @@ async fn a_trusted_certificate_carries_every_request() {
         assert_eq!(results.len(), 12, "one record per request");
         let m = MetricsCollector::analyze(&results);
         assert_eq!(m.successful, 12, "{host}: {:?}", results[0].error);
+        // Bytes are counted above TLS too: every request written whole, every reply read.
+        for r in &results {
+            let u = r
+                .connection
+                .as_ref()
+                .expect("a worker request records its connection");
+            assert!(u.request_written && u.response_bytes > 0, "{u:?}");
+        }
         assert_eq!(server.answered.load(Ordering::Relaxed) - before, 12);
 
         // The shared pool (single requests) speaks TLS too.

@@ -20,7 +20,7 @@ const BURST: usize = 150;
 /// Workers of the low-load phase: far from exhausting the pool.
 const LOW_WORKERS: usize = 4;
 /// Paced load past what the reference server's pool can serve, requests per second (about
-/// 1.25 times its measured capacity for 200-token replies). Any other server's overload is
+/// twice its capacity for the seed's replies: batches of 8 serve about 180 requests/s). Any other server's overload is
 /// sized from its own measured capacity (`suite::calibrate`), unless
 /// `SEMANTIC_STRESS_TEST_RATE_LIMIT` sets it.
 const REFERENCE_OVERLOAD_RATE: f64 = 400.0;

@@ -16,8 +16,9 @@ use tokio_util::sync::CancellationToken;
 
 use super::agents::{CachePolicy, Caches};
 use super::config::ServerConfig;
-use super::engine::{Engine, EngineSettings};
+use super::engine::Engine;
 use super::metrics::HttpMetrics;
+use super::personality::{self, Personality};
 use super::ratelimit::RateLimiter;
 use super::response::{ApiError, Body};
 use super::stats::{AgentStats, Counters, PoolStats, Stats};
@@ -57,6 +58,8 @@ pub(crate) struct Inner {
     pub(crate) config: ServerConfig,
     caches: Mutex<Caches>,
     pub(crate) engine: Engine,
+    /// What the personality keeps beside the shared state.
+    pub(crate) persona: personality::State,
     pub(crate) limiter: Option<Mutex<RateLimiter>>,
     pub(crate) counters: Counters,
     pub(crate) http: HttpMetrics,
@@ -87,21 +90,15 @@ impl App {
         let geometry = config.geometry();
         // The ratio is in (0, 1], so the product is within the pool and non-negative.
         let admit_limit =
-            (geometry.total_blocks as f64 * config.admit_max_utilization).floor() as u64;
+            (geometry.total_blocks as f64 * config.pool.admit_max_utilization).floor() as u64;
         let policy = CachePolicy {
             geometry,
             admit_limit,
-            max_hot_agents: config.max_hot_agents,
+            max_hot_agents: config.pool.max_hot_agents,
             no_cache: config.faults.no_cache,
             no_recovery: config.faults.no_recovery,
         };
-        let engine = Engine::new(EngineSettings {
-            prefill_tokens_per_sec: config.prefill_tokens_per_sec,
-            decode_tokens_per_sec: config.decode_tokens_per_sec,
-            max_batch_size: config.max_batch_size,
-            max_queue: config.max_queue,
-            tick: config.engine_tick,
-        });
+        let engine = Engine::new(config.engine, personality::paged_kv(&config));
         let engine_stop = CancellationToken::new();
         if !config.is_instant() {
             let runtime =
@@ -111,11 +108,15 @@ impl App {
                 })?;
             runtime.spawn(engine.clone().run(engine_stop.clone()));
         }
-        let limiter = RateLimiter::new(config.global_rate_limit, config.agent_rate_limit);
+        let limiter = RateLimiter::new(
+            config.admission.global_rate_limit,
+            config.admission.agent_rate_limit,
+        );
         Ok(Self {
             inner: Arc::new(Inner {
                 caches: Mutex::new(Caches::new(policy)),
                 engine,
+                persona: personality::State::new(&config),
                 limiter: limiter.is_active().then(|| Mutex::new(limiter)),
                 counters: Counters::default(),
                 http: HttpMetrics::default(),
@@ -171,6 +172,9 @@ impl App {
         B: hyper::body::Body<Data = Bytes> + Send + 'static,
         B::Error: Into<Box<dyn StdError + Send + Sync>>,
     {
+        if self.inner.config.personality.kind != Personality::Semantic {
+            return personality::route(self, req).await;
+        }
         let path = req.uri().path().to_owned();
         let method = req.method().clone();
         let is_health = path == "/health" || path.starts_with("/health/");
@@ -236,7 +240,7 @@ impl App {
     }
 
     fn authenticate<B>(&self, req: &Request<B>) -> Result<(), ApiError> {
-        let keys = &self.inner.config.api_keys;
+        let keys = &self.inner.config.http.api_keys;
         if keys.is_empty() {
             return Ok(());
         }
@@ -317,7 +321,22 @@ impl App {
 
     /// A snapshot of every counter and gauge.
     pub fn stats(&self) -> Stats {
-        let figures = self.caches().figures();
+        let figures = match &self.inner.persona {
+            personality::State::AgentMemory(store) => {
+                let f = store.lock().unwrap_or_else(|e| e.into_inner()).figures();
+                super::agents::CacheFigures {
+                    total_blocks: f.total_blocks,
+                    used_blocks: f.used_blocks,
+                    peak_used_blocks: f.peak_used_blocks,
+                    cached_blocks: f.used_blocks - f.leaked_blocks,
+                    evictable_blocks: 0,
+                    agents: f.cached_agents,
+                    idle_cached_agents: f.cached_agents,
+                    evictions: 0,
+                }
+            }
+            _ => self.caches().figures(),
+        };
         let (running, queued) = self.inner.engine.load();
         Stats {
             running,

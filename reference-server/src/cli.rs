@@ -1,16 +1,18 @@
 //! Every setting as a command-line flag and an environment variable (clap `env`).
 //!
-//! [`ServerArgs`] is the single list of flags: the `reference-server` binary flattens it into
-//! its parser, and [`ServerConfig::from_env`] reads the same variables. A flag left unset
-//! keeps the chosen profile's default.
+//! [`ServerArgs`] is the single flat list of flags: the `reference-server` binary flattens it
+//! into its parser, and [`ServerConfig::from_env`] reads the same variables. It is converted
+//! once, by [`ServerArgs::into_config`], into the grouped settings of [`ServerConfig`]; a flag
+//! left unset keeps the chosen profile's default.
 
 use std::net::{IpAddr, SocketAddr};
 use std::time::Duration;
 
 use clap::Parser;
 
-use super::config::{KvDtype, ModelSpec, Profile, ServerConfig};
+use super::config::{KvDtype, Profile, ServerConfig};
 use super::fault::Fault;
+use super::personality::Personality;
 use crate::Error;
 
 /// Port of the binary when none is given.
@@ -25,10 +27,20 @@ pub struct ServerArgs {
     /// Port to listen on (0 picks a free port) [default: 8000].
     #[arg(long, env = "SEMANTIC_PORT")]
     pub port: Option<u16>,
-    /// Defaults to start from: small (fast, 256 blocks), realistic (seconds per request,
+    /// Defaults to start from: small (fast, 768 blocks), realistic (seconds per request,
     /// large model, 8 GB) or instant (zero simulated compute, 1 GB).
     #[arg(long, env = "SEMANTIC_PROFILE", default_value = "small")]
     pub profile: Option<Profile>,
+    /// Whole behaviour set modelled on a real server family: semantic (the intended contract),
+    /// agent-memory (the original server), llama.cpp or vllm [default: semantic].
+    #[arg(long, env = "SEMANTIC_PERSONALITY")]
+    pub personality: Option<Personality>,
+    /// llama.cpp personality: replies begin with a `thinking` block.
+    #[arg(long, env = "SEMANTIC_THINKING")]
+    pub thinking: bool,
+    /// llama.cpp personality: serve /metrics (llama-server's --metrics).
+    #[arg(long, env = "SEMANTIC_LLAMACPP_METRICS")]
+    pub llamacpp_metrics: bool,
     /// Model name reported by /v1/models.
     #[arg(long, env = "SEMANTIC_MODEL_NAME")]
     pub model_name: Option<String>,
@@ -42,7 +54,7 @@ pub struct ServerArgs {
     #[arg(long, env = "SEMANTIC_MODEL_HEAD_DIM")]
     pub head_dim: Option<u64>,
     /// KV cache element type: q4 or fp16.
-    #[arg(long, env = "SEMANTIC_KV_DTYPE", value_parser = parse_dtype)]
+    #[arg(long, env = "SEMANTIC_KV_DTYPE")]
     pub kv_dtype: Option<KvDtype>,
     /// KV cache budget in MB (also read from SEMANTIC_CACHE_BUDGET_MB).
     #[arg(long, env = "SEMANTIC_MLX_CACHE_BUDGET_MB")]
@@ -129,58 +141,57 @@ impl ServerArgs {
     /// # Errors
     /// [`Error::InvalidConfig`] naming the first bad setting.
     pub fn into_config(self) -> Result<ServerConfig, Error> {
-        let mut c = ServerConfig::profile(self.profile.unwrap_or_default());
+        let mut c = ServerConfig::profile(self.profile.unwrap_or_default())
+            .personality(self.personality.unwrap_or_default());
+        c.personality.thinking = self.thinking;
+        c.personality.metrics = self.llamacpp_metrics;
+        /// `target = value` for every flag that was given.
+        macro_rules! set {
+            ($($target:expr => $value:expr),* $(,)?) => {
+                $( if let Some(v) = $value { $target = v; } )*
+            };
+        }
         let ip = self.host.unwrap_or(IpAddr::from([127, 0, 0, 1]));
-        c = c.addr(SocketAddr::new(ip, self.port.unwrap_or(DEFAULT_PORT)));
-        let base = c.model.clone();
-        c = c.model(ModelSpec {
-            name: self.model_name.unwrap_or(base.name),
-            n_layers: self.n_layers.unwrap_or(base.n_layers),
-            n_kv_heads: self.n_kv_heads.unwrap_or(base.n_kv_heads),
-            head_dim: self.head_dim.unwrap_or(base.head_dim),
-            dtype: self.kv_dtype.unwrap_or(base.dtype),
-        });
+        c.http.addr = SocketAddr::new(ip, self.port.unwrap_or(DEFAULT_PORT));
         let budget = match self.cache_budget_mb {
             Some(mb) => Some(mb),
             None => budget_from_seed_variable()?,
         };
-        if let Some(mb) = budget {
-            c = c.cache_budget_mb(mb);
+        set! {
+            c.model.name => self.model_name,
+            c.model.n_layers => self.n_layers,
+            c.model.n_kv_heads => self.n_kv_heads,
+            c.model.head_dim => self.head_dim,
+            c.model.dtype => self.kv_dtype,
+            c.pool.cache_budget_mb => budget,
+            c.pool.max_hot_agents => self.max_hot_agents,
+            c.pool.admit_max_utilization => self.admit_max_utilization,
+            c.pool.ready_max_utilization => self.ready_max_utilization,
+            c.engine.max_batch_size => self.max_batch_size,
+            c.engine.max_queue => self.max_queue.map(Some),
+            c.engine.prefill_tokens_per_sec => self.prefill_tokens_per_sec,
+            c.engine.decode_tokens_per_sec => self.decode_tokens_per_sec,
+            c.engine.tick => self.engine_tick,
+            c.engine.seed => self.seed,
+            c.admission.reject_status => self.reject_status,
+            c.admission.retry_after => self.retry_after,
+            c.http.max_body_bytes => self.max_body_bytes,
+            c.http.drain_timeout => self.drain_timeout,
+            c.http.keep_alive_timeout => self.keep_alive_timeout,
         }
-        macro_rules! apply {
-            ($($field:ident),* $(,)?) => { $( if let Some(v) = self.$field { c = c.$field(v); } )* };
-        }
-        apply!(
-            max_batch_size,
-            max_queue,
-            max_hot_agents,
-            prefill_tokens_per_sec,
-            decode_tokens_per_sec,
-            engine_tick,
-            admit_max_utilization,
-            ready_max_utilization,
-            reject_status,
-            retry_after,
-            max_body_bytes,
-            drain_timeout,
-            keep_alive_timeout,
-            seed,
-        );
         if self.instant {
             c = c.instant();
         }
-        let (global, agent) = (c.global_rate_limit, c.agent_rate_limit);
-        c = c
-            .global_rate_limit(self.rate_limit_rpm.or(global))
-            .agent_rate_limit(self.agent_rate_limit_rpm.or(agent))
-            .admin_key(self.admin_key.filter(|k| !k.is_empty()));
-        let keys: Vec<String> = self
+        let a = &mut c.admission;
+        a.global_rate_limit = self.rate_limit_rpm.or(a.global_rate_limit);
+        a.agent_rate_limit = self.agent_rate_limit_rpm.or(a.agent_rate_limit);
+        c.http.admin_key = self.admin_key.filter(|k| !k.is_empty());
+        c.http.api_keys = self
             .api_keys
             .into_iter()
             .map(|k| k.trim().to_owned())
             .filter(|k| !k.is_empty())
             .collect();
-        c = c.api_keys(keys);
         for fault in self.faults {
             c = c.fault(fault);
         }
@@ -219,14 +230,6 @@ fn budget_from_seed_variable() -> Result<Option<u64>, Error> {
             field: "SEMANTIC_CACHE_BUDGET_MB",
             reason: format!("{raw:?}: {e}"),
         })
-}
-
-fn parse_dtype(s: &str) -> Result<KvDtype, String> {
-    match s.to_ascii_lowercase().as_str() {
-        "q4" => Ok(KvDtype::Q4),
-        "fp16" | "f16" => Ok(KvDtype::Fp16),
-        other => Err(format!("unknown dtype {other:?}; expected q4 or fp16")),
-    }
 }
 
 /// A duration: `250ms`, `2s`, `1.5s`, `3m`, or bare seconds (`2`, `0.5`).
@@ -292,7 +295,7 @@ mod tests {
         ])
         .unwrap();
         assert_eq!(c.bind_addr().port(), 0);
-        assert!((c.decode_tokens_per_sec - 99.0).abs() < f64::EPSILON);
+        assert!((c.engine.decode_tokens_per_sec - 99.0).abs() < f64::EPSILON);
         assert_eq!(c.model.n_layers, 48);
         assert_eq!(c.model.dtype, KvDtype::Fp16);
         assert_eq!(
@@ -305,7 +308,7 @@ mod tests {
     fn defaults_are_the_small_server_on_8000() {
         let c = parse(&[]).unwrap();
         assert_eq!(c.bind_addr().port(), DEFAULT_PORT);
-        assert_eq!(c.geometry().total_blocks, 256);
+        assert_eq!(c.geometry().total_blocks, 768);
         assert!(parse(&["--instant"]).unwrap().is_instant());
     }
 

@@ -8,8 +8,9 @@
 //! name ([`Fault`]) so that each stress check can be shown to fail when it should.
 //!
 //! # Pieces
-//! - [`ServerConfig`]: settings, profiles ([`Profile`]) and faults; [`ServerArgs`] maps them
-//!   to flags and environment variables.
+//! - [`ServerConfig`]: grouped settings ([`PoolSettings`], [`EngineSettings`],
+//!   [`AdmissionSettings`], [`HttpSettings`]), profiles ([`Profile`]) and faults;
+//!   [`ServerArgs`], the flat flags and environment variables, converts into it once.
 //! - [`App`]: the service, apart from any socket; [`App::handle`] answers one request.
 //! - [`ReferenceServer`]: binds and serves an [`App`]; [`Stats`] is what it counted.
 //!
@@ -41,6 +42,7 @@ mod fault;
 mod generate;
 mod messages;
 mod metrics;
+mod personality;
 mod pool;
 mod ratelimit;
 mod response;
@@ -54,9 +56,13 @@ mod validate;
 
 pub use app::{App, Dropped};
 pub use cli::{DEFAULT_PORT, ServerArgs};
-pub use config::{KvDtype, ModelSpec, PoolGeometry, Profile, ServerConfig, TOKENS_PER_BLOCK};
+pub use config::{
+    AdmissionSettings, Batching, EngineSettings, HttpSettings, KvDtype, ModelSpec, PoolGeometry,
+    PoolSettings, Profile, ServerConfig, TOKENS_PER_BLOCK,
+};
 pub use error::{Error, Result};
 pub use fault::{Fault, ParseFaultError};
+pub use personality::{Personality, PersonalitySettings};
 pub use response::Body;
 pub use serve::{ConnectionLimits, ReferenceServer};
 pub use stats::{AgentStats, PoolStats, Stats};

@@ -19,6 +19,7 @@ use super::agents::{Admission, Refusal};
 use super::app::{App, Failure};
 use super::engine::Job;
 use super::generate::{self, Reply};
+use super::personality::{self, Personality};
 use super::response::{ApiError, Body, json};
 use super::stats::{Ending, bump};
 use super::stream::{self, Finish, StreamPlan};
@@ -51,7 +52,13 @@ where
     if let Some(bytes) = faults.leak_bytes {
         app.leak(bytes);
     }
-    serve(app, req).await.map_err(|e| {
+    let served = match app.config().personality.kind {
+        Personality::Semantic => serve(app, req).await,
+        Personality::AgentMemory => personality::agent_memory::messages(app, req).await,
+        Personality::LlamaCpp => personality::llamacpp::messages(app, req).await,
+        Personality::Vllm => personality::vllm::messages(app, req).await,
+    };
+    served.map_err(|e| {
         let ending = match (e.kind, e.status.as_u16()) {
             ("rate_limit_error", _) => Ending::RateLimited,
             ("overloaded_error", _) => Ending::Rejected,
@@ -105,12 +112,12 @@ where
                 return Err(ApiError::internal("internal error: block pool exhausted"));
             }
             return Err(ApiError::overloaded(
-                config.reject_status,
+                config.admission.reject_status,
                 format!(
                     "block pool exhausted: the request needs {need} blocks, {used} of {} are in use and admission stops at {limit}, even after evicting idle agents; retry later",
                     config.geometry().total_blocks
                 ),
-                config.retry_after,
+                config.admission.retry_after,
             ));
         }
     };
@@ -121,7 +128,12 @@ where
         None
     }
     .unwrap_or_else(|| (hash_tokens(&prompt.tokens), prompt.last_canary.clone()));
-    let reply = generate::reply(context, config.seed, canary.as_deref(), parsed.max_tokens);
+    let reply = generate::reply(
+        context,
+        config.engine.seed,
+        canary.as_deref(),
+        parsed.max_tokens,
+    );
     let reused = held.reused();
     // Token counts (at most a body's length, and output at most 65536) fit every integer type
     // used here, so these casts are lossless.
@@ -137,15 +149,16 @@ where
         let job = Job {
             prefill_tokens: prompt.tokens.len() - reused,
             output_tokens: reply.words.len() as u32,
+            context_tokens: prompt.tokens.len(),
         };
         match app.inner.engine.submit(job) {
             Ok(rx) => Some(rx),
             Err(full) => {
                 held.release();
                 return Err(ApiError::overloaded(
-                    config.reject_status,
+                    config.admission.reject_status,
                     format!("engine queue full ({} waiting); retry later", full.waiting),
-                    config.retry_after,
+                    config.admission.retry_after,
                 ));
             }
         }
@@ -199,13 +212,14 @@ async fn late_reject(
     let guard = InFlight::new(app);
     let reply = generate::reply(
         hash_tokens(&prompt.tokens),
-        config.seed,
+        config.engine.seed,
         None,
         parsed.max_tokens,
     );
     let job = Job {
         prefill_tokens: prompt.tokens.len(),
         output_tokens: reply.words.len() as u32,
+        context_tokens: prompt.tokens.len(),
     };
     let progress = if config.is_instant() {
         None
@@ -236,9 +250,9 @@ async fn late_reject(
     }
     drop(guard);
     let error = ApiError::overloaded(
-        config.reject_status,
+        config.admission.reject_status,
         "block pool exhausted after generation",
-        config.retry_after,
+        config.admission.retry_after,
     );
     app.inner
         .counters
@@ -262,7 +276,7 @@ where
     ))
 }
 
-fn tokenize(parsed: &ParsedRequest) -> Prompt {
+pub(crate) fn tokenize(parsed: &ParsedRequest) -> Prompt {
     let mut prompt = Prompt::default();
     if let Some(system) = &parsed.system {
         prompt.push_segment(None, system);
@@ -280,7 +294,7 @@ fn check_rate(app: &App, agent: &str) -> Result<(), ApiError> {
     let checked = limiter
         .lock()
         .unwrap_or_else(|e| e.into_inner())
-        .check(agent, Instant::now());
+        .check(Some(agent), Instant::now());
     checked.map_err(|hit| {
         ApiError::rate_limited(
             format!(
@@ -294,12 +308,12 @@ fn check_rate(app: &App, agent: &str) -> Result<(), ApiError> {
 
 /// Reads the whole body, or answers 413 past the limit (draining the rest, within bounds, so
 /// the client reads the answer instead of a reset).
-async fn read_body<B>(app: &App, parts: &Parts, body: B) -> Result<Bytes, ApiError>
+pub(crate) async fn read_body<B>(app: &App, parts: &Parts, body: B) -> Result<Bytes, ApiError>
 where
     B: hyper::body::Body<Data = Bytes> + Send + 'static,
     B::Error: Into<Box<dyn StdError + Send + Sync>>,
 {
-    let limit = app.config().max_body_bytes;
+    let limit = app.config().http.max_body_bytes;
     let declared = parts
         .headers
         .get(CONTENT_LENGTH)

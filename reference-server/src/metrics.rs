@@ -133,6 +133,79 @@ impl HttpMetrics {
     }
 }
 
+/// What a serving engine exposes beside request counters: load, KV usage, prefix-cache hits,
+/// preemptions.
+#[derive(Debug, Clone, Copy, Default, PartialEq)]
+pub(crate) struct ServingFigures {
+    /// Sequences running.
+    pub(crate) running: usize,
+    /// Sequences waiting.
+    pub(crate) waiting: usize,
+    /// Fraction of the KV cache in use, 0–1.
+    pub(crate) kv_usage: f64,
+    /// Prompt tokens found in the cache.
+    pub(crate) prefix_hits: u64,
+    /// Prompt tokens looked up.
+    pub(crate) prefix_queries: u64,
+    /// Sequences preempted.
+    pub(crate) preemptions: u64,
+}
+
+/// The families vLLM exports (`vllm/v1/metrics/loggers.py:452-620`) under `prefix`
+/// (`vllm:`), each sample with `labels` (may be empty).
+pub(crate) fn serving_families(prefix: &str, labels: &str, f: &ServingFigures) -> String {
+    let mut out = String::with_capacity(1024);
+    let braces = if labels.is_empty() {
+        String::new()
+    } else {
+        format!("{{{labels}}}")
+    };
+    // Counts far below 2^52: the conversions are exact.
+    let families: [(&str, &str, &str, f64); 6] = [
+        (
+            "num_requests_running",
+            "gauge",
+            "Requests in the running batch.",
+            f.running as f64,
+        ),
+        (
+            "num_requests_waiting",
+            "gauge",
+            "Requests waiting to run.",
+            f.waiting as f64,
+        ),
+        (
+            "kv_cache_usage_perc",
+            "gauge",
+            "KV-cache usage. 1 means 100 percent usage.",
+            f.kv_usage,
+        ),
+        (
+            "prefix_cache_queries_total",
+            "counter",
+            "Prompt tokens looked up in the prefix cache.",
+            f.prefix_queries as f64,
+        ),
+        (
+            "prefix_cache_hits_total",
+            "counter",
+            "Prompt tokens found in the prefix cache.",
+            f.prefix_hits as f64,
+        ),
+        (
+            "num_preemptions_total",
+            "counter",
+            "Preemptions of running requests.",
+            f.preemptions as f64,
+        ),
+    ];
+    for (name, kind, help, value) in families {
+        header(&mut out, &format!("{prefix}{name}"), kind, help);
+        let _ = writeln!(out, "{prefix}{name}{braces} {value}");
+    }
+    out
+}
+
 fn header(out: &mut String, name: &str, kind: &str, help: &str) {
     let _ = writeln!(out, "# HELP {name} {help}\n# TYPE {name} {kind}");
 }

@@ -75,7 +75,8 @@ impl RateLimiter {
     }
 
     /// Counts one request of `agent` at `now`, or says which limit it hits (counting nothing).
-    pub(crate) fn check(&mut self, agent: &str, now: Instant) -> Result<(), Limited> {
+    /// A request of no known agent meets only the global limit.
+    pub(crate) fn check(&mut self, agent: Option<&str>, now: Instant) -> Result<(), Limited> {
         self.checks += 1;
         if self.checks.is_multiple_of(SWEEP_EVERY) {
             self.agents.retain(|_, w| {
@@ -92,7 +93,9 @@ impl RateLimiter {
                 retry_after,
             });
         }
-        if let Some(limit) = self.agent_limit {
+        if let Some(limit) = self.agent_limit
+            && let Some(agent) = agent
+        {
             let window = self.agents.entry(agent.to_owned()).or_default();
             if let Some(retry_after) = window.wait(now, limit) {
                 return Err(Limited {
@@ -118,21 +121,23 @@ mod tests {
     fn global_window_slides() {
         let mut rl = RateLimiter::new(Some(2), None);
         let t = Instant::now();
-        assert!(rl.check("a", t).is_ok());
-        assert!(rl.check("b", t + Duration::from_secs(10)).is_ok());
-        let hit = rl.check("c", t + Duration::from_secs(20)).unwrap_err();
+        assert!(rl.check(Some("a"), t).is_ok());
+        assert!(rl.check(Some("b"), t + Duration::from_secs(10)).is_ok());
+        let hit = rl
+            .check(Some("c"), t + Duration::from_secs(20))
+            .unwrap_err();
         assert_eq!(hit.scope, "global");
         assert_eq!(hit.retry_after, Duration::from_secs(40));
-        assert!(rl.check("c", t + Duration::from_secs(60)).is_ok());
+        assert!(rl.check(Some("c"), t + Duration::from_secs(60)).is_ok());
     }
 
     #[test]
     fn agent_windows_are_separate() {
         let mut rl = RateLimiter::new(None, Some(1));
         let t = Instant::now();
-        assert!(rl.check("a", t).is_ok());
-        assert!(rl.check("b", t).is_ok());
-        assert_eq!(rl.check("a", t).unwrap_err().scope, "agent");
+        assert!(rl.check(Some("a"), t).is_ok());
+        assert!(rl.check(Some("b"), t).is_ok());
+        assert_eq!(rl.check(Some("a"), t).unwrap_err().scope, "agent");
         assert!(!RateLimiter::new(None, None).is_active());
     }
 }

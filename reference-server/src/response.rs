@@ -39,6 +39,8 @@ pub(crate) struct ApiError {
     pub(crate) message: String,
     pub(crate) retry_after: Option<Duration>,
     pub(crate) allow: Option<&'static str>,
+    /// The exact body, when a personality answers in another shape than the envelope.
+    pub(crate) body: Option<serde_json::Value>,
 }
 
 impl ApiError {
@@ -49,7 +51,22 @@ impl ApiError {
             message: message.into(),
             retry_after: None,
             allow: None,
+            body: None,
         }
+    }
+
+    /// The same error answered with `body` instead of the envelope.
+    #[must_use]
+    pub(crate) fn with_body(mut self, body: serde_json::Value) -> Self {
+        self.body = Some(body);
+        self
+    }
+
+    /// The same error without `Retry-After`.
+    #[must_use]
+    pub(crate) fn without_retry_after(mut self) -> Self {
+        self.retry_after = None;
+        self
     }
 
     /// 400 `invalid_request_error`.
@@ -125,7 +142,10 @@ impl ApiError {
 
     /// The response; `Retry-After` is omitted when `strip_retry_after` (fault `no-retry-after`).
     pub(crate) fn into_response(self, strip_retry_after: bool) -> Response<Body> {
-        let mut resp = json(self.status, &ErrorEnvelope::new(self.kind, self.message));
+        let mut resp = match self.body {
+            Some(body) => json(self.status, &body),
+            None => json(self.status, &ErrorEnvelope::new(self.kind, self.message)),
+        };
         if let Some(after) = self.retry_after.filter(|_| !strip_retry_after) {
             resp.headers_mut()
                 .insert(RETRY_AFTER, HeaderValue::from(retry_after_secs(after)));

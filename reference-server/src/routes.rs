@@ -5,7 +5,7 @@ use http::{Request, Response, StatusCode};
 use serde_json::json;
 
 use super::app::{App, Failure};
-use super::metrics::resident_memory_bytes;
+use super::metrics::{ServingFigures, resident_memory_bytes, serving_families};
 use super::response::{ApiError, Body, full, json, retry_after_secs};
 
 /// The route label (for metrics) of a GET path.
@@ -81,7 +81,7 @@ fn ready(app: &App) -> Response<Body> {
     let pinned = super::pool::ratio(p.used_blocks - p.evictable_blocks, p.total_blocks);
     let reason = if app.is_draining() {
         Some("shutting_down")
-    } else if pinned > app.config().ready_max_utilization {
+    } else if pinned > app.config().pool.ready_max_utilization {
         Some("pool_near_exhaustion")
     } else {
         None
@@ -99,7 +99,7 @@ fn ready(app: &App) -> Response<Body> {
                 "pinned_utilization": pinned * 100.0}),
     );
     if !app.config().faults.no_retry_after {
-        let secs = retry_after_secs(app.config().retry_after);
+        let secs = retry_after_secs(app.config().admission.retry_after);
         resp.headers_mut()
             .insert(RETRY_AFTER, HeaderValue::from(secs));
     }
@@ -121,8 +121,8 @@ fn models(app: &App) -> Response<Body> {
                     "head_dim": c.model.head_dim, "dtype": c.model.dtype,
                     "tokens_per_block": g.tokens_per_block,
                     "bytes_per_block_layer": g.bytes_per_block_layer,
-                    "cache_budget_mb": c.cache_budget_mb, "total_blocks": g.total_blocks,
-                    "max_batch_size": c.max_batch_size,
+                    "cache_budget_mb": c.pool.cache_budget_mb, "total_blocks": g.total_blocks,
+                    "max_batch_size": c.engine.max_batch_size,
                 },
             }],
             "has_more": false, "first_id": id, "last_id": id,
@@ -144,8 +144,32 @@ fn agent_stats(app: &App) -> Response<Body> {
     )
 }
 
+/// The semantic personality's `/metrics`: its own families, then the serving families vLLM
+/// exports, under vLLM's names so that what reads vLLM reads it too (the pool's utilization as
+/// KV usage, reused prompt tokens as prefix-cache hits, prompt tokens as queries; it never
+/// preempts).
 fn metrics(app: &App) -> Response<Body> {
-    let text = app.inner.http.render(&app.stats(), resident_memory_bytes());
+    let s = app.stats();
+    let figures = ServingFigures {
+        running: s.running,
+        waiting: s.queued,
+        kv_usage: s.pool.utilization,
+        prefix_hits: s.cache_read_tokens,
+        prefix_queries: s.input_tokens,
+        preemptions: 0,
+    };
+    let mut text = app.inner.http.render(&s, resident_memory_bytes());
+    text.push_str(&serving_families("vllm:", "", &figures));
+    prometheus(text)
+}
+
+/// The request counters and pool gauges as Prometheus text, with the resident memory if
+/// given.
+pub(crate) fn metrics_text(app: &App, rss: Option<u64>) -> Response<Body> {
+    prometheus(app.inner.http.render(&app.stats(), rss))
+}
+
+fn prometheus(text: String) -> Response<Body> {
     let mut resp = Response::new(full(text));
     resp.headers_mut().insert(
         CONTENT_TYPE,
@@ -175,7 +199,7 @@ pub(crate) fn delete_agent(app: &App, id: &str) -> Result<Response<Body>, ApiErr
 
 /// `DELETE /admin/caches`: drops every agent's cache (needs `X-Admin-Key`).
 pub(crate) fn clear_caches<B>(app: &App, req: &Request<B>) -> Result<Response<Body>, ApiError> {
-    let Some(key) = app.config().admin_key.as_deref() else {
+    let Some(key) = app.config().http.admin_key.as_deref() else {
         return Err(ApiError::forbidden(
             "admin routes are disabled: SEMANTIC_ADMIN_KEY is not set",
         ));

@@ -199,7 +199,7 @@ async fn serve(
     let mut builder = http1::Builder::new();
     builder
         .timer(TokioTimer::new())
-        .header_read_timeout(app.config().keep_alive_timeout);
+        .header_read_timeout(app.config().http.keep_alive_timeout);
     loop {
         let accepted = tokio::select! {
             accepted = listener.accept() => accepted,
@@ -236,6 +236,6 @@ async fn serve(
     }
     drop(listener);
     app.begin_drain();
-    let _ = tokio::time::timeout(app.config().drain_timeout, graceful.shutdown()).await;
+    let _ = tokio::time::timeout(app.config().http.drain_timeout, graceful.shutdown()).await;
     app.stop_engine();
 }

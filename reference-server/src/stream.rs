@@ -103,7 +103,7 @@ async fn write_events(
             send(tx, sse::error("overloaded_error", message)).await?;
             app.inner
                 .counters
-                .record(Ending::LateRejected, config.reject_status);
+                .record(Ending::LateRejected, config.admission.reject_status);
             return Ok(());
         }
     };

@@ -17,7 +17,7 @@ use tokio::time::timeout;
 
 /// Longest wait for any single step.
 const STEP: Duration = Duration::from_secs(30);
-/// Concurrent requests of the burst (the default pool admits about 60 at once).
+/// Concurrent requests of the burst (a 32 MB pool admits about 60 at once).
 const BURST: usize = 150;
 
 /// A running `reference-server` child.
@@ -193,7 +193,7 @@ async fn serves_json_and_streams_with_prefix_reuse() -> Result<()> {
     let a = server.addr;
     let health = http(a, "GET", "/health", &[], "").await?;
     assert_eq!(health.status, 200);
-    assert_eq!(health.json()?["pool"]["total_blocks"], 256);
+    assert_eq!(health.json()?["pool"]["total_blocks"], 768);
 
     let first = http(
         a,
@@ -263,7 +263,7 @@ async fn serves_json_and_streams_with_prefix_reuse() -> Result<()> {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_burst_exhausts_the_pool_gracefully_and_it_recovers() -> Result<()> {
-    let mut server = Server::start(&[]).await?;
+    let mut server = Server::start(&["--cache-budget-mb", "32"]).await?;
     let a = server.addr;
     // Connect everyone first, then send: the requests arrive together.
     let mut streams = Vec::with_capacity(BURST);

@@ -17,6 +17,7 @@ mod request;
 mod tests;
 mod tls;
 mod transport;
+mod wire;
 
 use std::path::PathBuf;
 use std::sync::Arc;
@@ -31,6 +32,7 @@ use crate::{Error, Outcome, RequestResult};
 use body::Reading;
 use classify::Failure;
 use transport::{Endpoint, Pool};
+use wire::Tracked;
 
 pub use limits::ResponseLimits;
 pub use request::{Expect, Request};
@@ -125,14 +127,21 @@ impl Client {
         record.turn = request.turn;
         record.streamed = request.streamed();
         let timeout = self.shared.config.request_timeout;
-        let exchange = async {
-            match conn {
-                Some(conn) => self.exchange_on(conn, request, &mut record).await,
-                None => self.exchange(request, &mut record).await,
+        match conn {
+            Some(conn) => {
+                let exchange = self.exchange_on(conn, request, &mut record);
+                if tokio::time::timeout(timeout, exchange).await.is_err() {
+                    fail(&mut record, Failure::Timeout { after: timeout });
+                }
+                record.connection = conn.usage();
+                say_which_side(&mut record);
             }
-        };
-        if tokio::time::timeout(timeout, exchange).await.is_err() {
-            fail(&mut record, Failure::Timeout { after: timeout });
+            None => {
+                let exchange = self.exchange(request, &mut record);
+                if tokio::time::timeout(timeout, exchange).await.is_err() {
+                    fail(&mut record, Failure::Timeout { after: timeout });
+                }
+            }
         }
         record.finished_at = Instant::now();
         record
@@ -212,48 +221,68 @@ impl Client {
     }
 
     /// [`exchange`](Self::exchange) on `conn`; the connection is kept for the next request
-    /// only when this response was read whole.
+    /// only when this request was written whole and its response read whole.
+    ///
+    /// A request that fails on a reused connection before a byte of it was written (the
+    /// server closed the idle connection just then) goes once more on a new connection; the
+    /// record keeps why ([`ConnectionUse::moved_from_reused`](crate::ConnectionUse)). A
+    /// request of which any byte was written is never sent again.
     async fn exchange_on(&self, conn: &mut Conn, request: &Request, record: &mut RequestResult) {
         let shared = &self.shared;
-        let built = conn
-            .uri(&shared.endpoint.prefix, &request.path)
-            .and_then(|uri| shared.endpoint.build(request, uri, true));
-        let http_request = match built {
-            Ok(r) => r,
-            Err(f) => return fail(record, f),
-        };
-        let config = &shared.config;
-        let mut sender = match conn
-            .checkout(
-                &shared.endpoint,
-                config.connect_timeout,
-                config.limits.head_bytes,
-            )
-            .await
-        {
-            Ok(s) => s,
-            Err(f) => return fail(record, f),
-        };
-        let response = match sender.send_request(http_request).await {
-            Ok(r) => r,
-            Err(e) => return fail(record, self.no_response(&e)),
-        };
-        if let Some(id) = self.receive(request, record, response).await
-            && !id.is_empty()
-        {
-            if conn.last_id.as_deref() == Some(id.as_str()) {
-                fail(record, Failure::StaleReply { id });
-                return;
+        let mut moved_from = None;
+        loop {
+            let built = conn
+                .uri(&shared.endpoint.prefix, &request.path)
+                .and_then(|uri| shared.endpoint.build(request, uri, true));
+            let http_request = match built {
+                Ok(r) => r,
+                Err(f) => return fail(record, f),
+            };
+            let config = &shared.config;
+            let mut checkout = match conn
+                .checkout(
+                    &shared.endpoint,
+                    config.connect_timeout,
+                    config.limits.head_bytes,
+                    moved_from,
+                )
+                .await
+            {
+                Ok(c) => c,
+                Err(f) => return fail(record, f),
+            };
+            let wire = checkout.wire.clone();
+            let http_request = http_request.map(|body| Tracked::new(body, wire));
+            let response = match checkout.sender.send_request(http_request).await {
+                Ok(r) => r,
+                Err(e) => {
+                    let failure = self.no_response(&e);
+                    if conn.usage().is_some_and(|u| may_send_again(&u)) {
+                        moved_from = Some(failure.to_string());
+                        continue;
+                    }
+                    return fail(record, failure);
+                }
+            };
+            if let Some(id) = self.receive(request, record, response).await
+                && !id.is_empty()
+            {
+                // The reply to an earlier request: its connection is not kept.
+                if conn.last_id.as_deref() == Some(id.as_str()) {
+                    return fail(record, Failure::StaleReply { id });
+                }
+                conn.last_id = Some(id);
             }
-            conn.last_id = Some(id);
-        }
-        let read_whole = record.status != 0
-            && !matches!(
-                record.outcome,
-                Outcome::Protocol | Outcome::Timeout | Outcome::Connect
-            );
-        if read_whole {
-            conn.put_back(sender);
+            let read_whole = record.status != 0
+                && !matches!(
+                    record.outcome,
+                    Outcome::Protocol | Outcome::Timeout | Outcome::Connect
+                );
+            let written_whole = conn.usage().is_some_and(|u| u.request_written);
+            if read_whole && written_whole {
+                conn.put_back(checkout);
+            }
+            return;
         }
     }
 
@@ -353,8 +382,48 @@ impl Client {
     }
 }
 
+/// Whether a request that failed without a response may go once more on a new connection:
+/// only from a reused connection, only once, and only when not a byte of it was written (nor
+/// one of a response read), so that the server cannot have seen any of it.
+fn may_send_again(usage: &crate::ConnectionUse) -> bool {
+    usage.reused
+        && usage.moved_from_reused.is_none()
+        && usage.request_bytes == 0
+        && usage.response_bytes == 0
+}
+
+/// Appends to a timeout's or connect failure's message which side lost the request: how
+/// much of it was written, on which connection, and how much of a response came back.
+fn say_which_side(record: &mut RequestResult) {
+    if !matches!(record.outcome, Outcome::Timeout | Outcome::Connect) {
+        return;
+    }
+    let (Some(usage), Some(error)) = (&record.connection, &mut record.error) else {
+        return;
+    };
+    let timed_out = record.outcome == Outcome::Timeout;
+    let verdict = usage.verdict(!timed_out);
+    error.push_str(if timed_out && usage.connected {
+        " to "
+    } else {
+        "; "
+    });
+    error.push_str(&verdict);
+    if let Some(first) = &usage.moved_from_reused {
+        error.push_str(&format!(
+            " (first tried on a reused connection, which failed before a byte was written: \
+             {first})"
+        ));
+    }
+}
+
 /// Records `failure` as the request's outcome.
 fn fail(record: &mut RequestResult, failure: Failure) {
     record.outcome = failure.outcome();
     record.error = Some(failure.to_string());
 }
+
+#[cfg(test)]
+mod loopback;
+#[cfg(test)]
+mod lost_tests;

@@ -19,13 +19,21 @@
 //!   it (uvicorn closes idle keep-alive connections after 5 s by default, hyper's server after
 //!   30 s), and a request written into a closing connection fails for a reason that is not the
 //!   server's load;
-//! - a connection is reused only after an exchange that read its whole response; any failure,
-//!   timeout or cancellation drops it (a half-read response would poison the next request);
+//! - a connection is reused only after an exchange that wrote its whole request and read its
+//!   whole response; any failure, timeout or cancellation drops it (a half-read response would
+//!   poison the next request, and a request body still being written — a server that answered
+//!   without reading it — would hold the next request unwritten until its timeout); a kept
+//!   connection that does not take the next request within [`READY_LIMIT`] is replaced;
+//! - each worker connection counts what crosses it ([`wire`](super::wire)), so every record
+//!   says whether its connection was new or reused (idle how long, after how many requests),
+//!   how many request bytes were written, whether all were, and how many response bytes came
+//!   back ([`ConnectionUse`]);
 //! - no local address is bound before connect (that exhausts loopback ports under churn);
 //! - the pool's `retry_canceled_requests` would retry failures silently: it is off, every
 //!   failure counts; its idle timeout is [`IDLE_LIMIT`] too (with a pool timer, without which
 //!   it is not enforced).
 
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
@@ -43,7 +51,8 @@ use tokio::net::TcpStream;
 use super::Request;
 use super::classify::{Failure, error_chain};
 use super::tls::Tls;
-use crate::Error;
+use super::wire::{Counted, Counts, Tracked, Wire};
+use crate::{ConnectionUse, Error};
 
 const X_API_KEY: HeaderName = HeaderName::from_static("x-api-key");
 const X_SESSION_ID: HeaderName = HeaderName::from_static("x-session-id");
@@ -53,6 +62,11 @@ const ANTHROPIC_VERSION: HeaderName = HeaderName::from_static("anthropic-version
 /// shortest keep-alive timeout common among servers (uvicorn's 5 s; hyper's is 30 s). A
 /// reconnect after a pause this long costs nothing measurable.
 pub(crate) const IDLE_LIMIT: Duration = Duration::from_secs(4);
+
+/// Longest wait for a kept connection to take the next request. A connection whose last
+/// response was read whole is ready at once; one still writing the previous request's body
+/// (a server that answered without reading it all) may never be, and is replaced instead.
+const READY_LIMIT: Duration = Duration::from_millis(250);
 
 /// The shared connection pool.
 pub(crate) type Pool = HyperClient<HttpsConnector<HttpConnector>, Full<Bytes>>;
@@ -213,14 +227,34 @@ pub(crate) struct Conn {
     open: Option<Open>,
     /// The origin-form URI of the last path sent: a worker usually sends the same path again.
     last_uri: Option<(String, Uri)>,
+    /// The connection of the request in flight (or last sent), and where its counts started.
+    current: Option<Current>,
     /// The message id of the last reply read on this worker's connections.
     pub(super) last_id: Option<String>,
 }
 
 #[derive(Debug)]
 struct Open {
-    sender: SendRequest<Full<Bytes>>,
+    sender: SendRequest<Tracked>,
+    wire: Arc<Wire>,
     idle_since: Instant,
+    /// Requests this connection carried.
+    requests: u32,
+}
+
+/// A sender checked out for one request, with its connection's counts.
+#[derive(Debug)]
+pub(super) struct Checkout {
+    pub(super) sender: SendRequest<Tracked>,
+    pub(super) wire: Arc<Wire>,
+    requests: u32,
+}
+
+#[derive(Debug)]
+struct Current {
+    wire: Option<Arc<Wire>>,
+    start: Counts,
+    usage: ConnectionUse,
 }
 
 impl Conn {
@@ -248,42 +282,100 @@ impl Conn {
 
     /// A sender ready for one request: the open connection if it can be reused, else a new one
     /// to `endpoint`, connected (TCP and TLS) within `connect_timeout`, reading response heads
-    /// of at most `head_bytes`.
+    /// of at most `head_bytes`. With `moved_from` (why a first try on a reused connection
+    /// failed before a byte was written), always a new one.
     ///
     /// The sender is taken out: give it back with [`put_back`](Self::put_back) once its
-    /// response has been read whole.
+    /// request was written whole and its response read whole.
     pub(super) async fn checkout(
         &mut self,
         endpoint: &Endpoint,
         connect_timeout: Duration,
         head_bytes: usize,
-    ) -> Result<SendRequest<Full<Bytes>>, Failure> {
-        if let Some(mut open) = self.open.take()
+        moved_from: Option<String>,
+    ) -> Result<Checkout, Failure> {
+        let open = self.open.take();
+        if moved_from.is_none()
+            && let Some(mut open) = open
             && open.idle_since.elapsed() < IDLE_LIMIT
             && !open.sender.is_closed()
-            && open.sender.ready().await.is_ok()
+            && matches!(
+                tokio::time::timeout(READY_LIMIT, open.sender.ready()).await,
+                Ok(Ok(()))
+            )
         {
-            return Ok(open.sender);
+            self.current = Some(Current {
+                start: open.wire.start_request(),
+                wire: Some(open.wire.clone()),
+                usage: ConnectionUse {
+                    reused: true,
+                    idle_before: open.idle_since.elapsed(),
+                    requests_before: open.requests,
+                    connected: true,
+                    ..ConnectionUse::default()
+                },
+            });
+            return Ok(Checkout {
+                sender: open.sender,
+                wire: open.wire,
+                requests: open.requests,
+            });
         }
-        connect(endpoint, connect_timeout, head_bytes).await
+        self.current = Some(Current {
+            wire: None,
+            start: Counts::default(),
+            usage: ConnectionUse {
+                moved_from_reused: moved_from,
+                ..ConnectionUse::default()
+            },
+        });
+        let wire = Arc::new(Wire::default());
+        let sender = connect(endpoint, connect_timeout, head_bytes, wire.clone()).await?;
+        if let Some(current) = &mut self.current {
+            current.usage.connected = true;
+            current.start = wire.start_request();
+            current.wire = Some(wire.clone());
+        }
+        Ok(Checkout {
+            sender,
+            wire,
+            requests: 0,
+        })
     }
 
-    /// Keeps `sender` for the next request.
-    pub(super) fn put_back(&mut self, sender: SendRequest<Full<Bytes>>) {
+    /// How the request in flight (or last sent) used its connection, so far.
+    pub(super) fn usage(&self) -> Option<ConnectionUse> {
+        let current = self.current.as_ref()?;
+        let mut usage = current.usage.clone();
+        if let Some(wire) = &current.wire {
+            let now = wire.counts();
+            usage.request_bytes = now.written.saturating_sub(current.start.written);
+            usage.response_bytes = now.read.saturating_sub(current.start.read);
+            usage.request_written = wire.request_written();
+        }
+        Some(usage)
+    }
+
+    /// Keeps `checkout`'s connection for the next request.
+    pub(super) fn put_back(&mut self, checkout: Checkout) {
         self.open = Some(Open {
-            sender,
+            sender: checkout.sender,
+            wire: checkout.wire,
             idle_since: Instant::now(),
+            requests: checkout.requests.saturating_add(1),
         });
     }
 }
 
 /// A new connection to `endpoint`: TCP, then TLS for https, both within `connect_timeout`,
-/// then the HTTP/1 handshake.
+/// then the HTTP/1 handshake reading response heads of at most `head_bytes`; its bytes are
+/// counted into `wire`.
 async fn connect(
     endpoint: &Endpoint,
     connect_timeout: Duration,
     head_bytes: usize,
-) -> Result<SendRequest<Full<Bytes>>, Failure> {
+    wire: Arc<Wire>,
+) -> Result<SendRequest<Tracked>, Failure> {
     let addr = endpoint.connect_to.as_str();
     let started = Instant::now();
     let stream = match tokio::time::timeout(connect_timeout, TcpStream::connect(addr)).await {
@@ -304,11 +396,11 @@ async fn connect(
     // Small requests must not wait for Nagle's algorithm; failure only costs latency.
     let _ = stream.set_nodelay(true);
     let Some(tls) = &endpoint.tls else {
-        return handshake(stream, head_bytes).await;
+        return handshake(Counted::new(stream, wire), head_bytes).await;
     };
     let left = connect_timeout.saturating_sub(started.elapsed());
     match tokio::time::timeout(left, tls.connect(stream)).await {
-        Ok(Ok(stream)) => handshake(stream, head_bytes).await,
+        Ok(Ok(stream)) => handshake(Counted::new(stream, wire), head_bytes).await,
         Ok(Err(e)) => Err(Failure::Tls {
             addr: addr.to_owned(),
             reason: error_chain(&e),
@@ -325,7 +417,7 @@ async fn connect(
 
 /// The HTTP/1 handshake on an open connection (plain or TLS), reading response heads of at
 /// most `head_bytes`.
-async fn handshake<T>(io: T, head_bytes: usize) -> Result<SendRequest<Full<Bytes>>, Failure>
+async fn handshake<T>(io: T, head_bytes: usize) -> Result<SendRequest<Tracked>, Failure>
 where
     T: AsyncRead + AsyncWrite + Unpin + Send + 'static,
 {

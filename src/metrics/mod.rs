@@ -198,6 +198,7 @@
 
 mod cache;
 mod collector;
+mod connection;
 mod degradation;
 mod histogram;
 mod memory_trend;
@@ -211,6 +212,7 @@ mod windows;
 
 pub use cache::CacheStats;
 pub use collector::{LoadMetrics, MetricsCollector, OutcomeCounts};
+pub use connection::{ConnectionUse, Delivery};
 pub use degradation::{Degradation, RankTest};
 pub use histogram::{LatencyHistogram, LatencySummary};
 pub use memory_trend::{MemorySample, MemoryTrend};

@@ -4,6 +4,7 @@ use std::time::{Duration, Instant};
 
 use serde::{Deserialize, Serialize};
 
+use super::connection::ConnectionUse;
 use super::tokens::TokenTiming;
 use crate::anthropic::Usage;
 
@@ -116,6 +117,9 @@ pub struct RequestResult {
     pub chunks: u32,
     /// Arrival times of the stream's content deltas, folded in bounded memory.
     pub tokens: TokenTiming,
+    /// The connection the request went on and what reached it, for requests sent on a
+    /// worker's own connection; `None` through the shared pool.
+    pub connection: Option<ConnectionUse>,
 }
 
 impl RequestResult {
@@ -140,6 +144,7 @@ impl RequestResult {
             text: None,
             chunks: 0,
             tokens: TokenTiming::default(),
+            connection: None,
         }
     }
 

@@ -236,18 +236,23 @@ pub async fn hit_rate(
     turns: u32,
     min: f64,
 ) -> crate::Result<Report> {
+    let profile = target.profile_ref();
+    if !profile.usage.reports_cache() {
+        // Nothing to judge without cache figures in replies: no load is sent.
+        let mut report = base_report(name, target);
+        report.verdicts([Verdict::not_applicable(
+            Check::CacheHitRate,
+            no_cache_fields(profile),
+        )]);
+        return Ok(report);
+    }
     let (results, _, server) = conversations(target, agents, turns, 100).await?;
     let m = analyze(target, &results);
     let mut report = base_report(name, target);
     with_server(&mut report, &m, server);
     report.config("agents", agents).config("turns", turns);
-    let profile = target.profile_ref();
     report.verdicts([
-        if profile.usage.reports_cache() {
-            checks::cache_hit_rate(&m, min)
-        } else {
-            Verdict::not_applicable(Check::CacheHitRate, no_cache_fields(profile))
-        },
+        checks::cache_hit_rate(&m, min),
         checks::error_rate(&m, target.threshold().exhaustion_error_rate),
     ]);
     report.metrics = Some(m);
@@ -274,7 +279,7 @@ fn with_server(report: &mut Report, m: &crate::LoadMetrics, server: Option<crate
 }
 
 /// Why a cache check does not apply: the server reports no cache figures in `usage`.
-fn no_cache_fields(profile: &Profile) -> String {
+pub(super) fn no_cache_fields(profile: &Profile) -> String {
     format!(
         "the {} profile says replies carry no cache fields, so cache hits cannot be seen",
         profile.name

@@ -168,7 +168,16 @@ pub async fn realistic(target: &Target, name: &str, span: Duration) -> crate::Re
         );
         verdicts.push(checks::completed(&m, m.total.max(1)).about(profile));
         if profile == "long_context_occasional" {
-            verdicts.push(checks::cache_hit_rate(&m, 0.8).about(profile));
+            let server = target.profile_ref();
+            verdicts.push(if server.usage.reports_cache() {
+                checks::cache_hit_rate(&m, target.threshold().cache_hit_rate).about(profile)
+            } else {
+                crate::checks::Verdict::not_applicable(
+                    crate::checks::Check::CacheHitRate,
+                    super::agents::no_cache_fields(server),
+                )
+                .about(profile)
+            });
         }
         all.extend(records.iter().cloned());
     }

@@ -5,10 +5,12 @@ use proptest::prelude::*;
 use super::*;
 use crate::config::ServerConfig;
 
-/// The default geometry (256 blocks of 4 layers) with the 95% admission limit.
+/// A 32 MB pool of the default model (256 blocks of 4 layers) with the 95% admission limit.
 fn policy() -> CachePolicy {
     CachePolicy {
-        geometry: ServerConfig::default().geometry(),
+        geometry: ServerConfig::default()
+            .pool(|p| p.cache_budget_mb = 32)
+            .geometry(),
         admit_limit: 243,
         max_hot_agents: 64,
         no_cache: false,

@@ -90,7 +90,7 @@ async fn json_reply_has_honest_usage_and_reuse_on_the_next_turn() {
 
 #[tokio::test]
 async fn streaming_follows_the_event_sequence() {
-    let app = app(ServerConfig::default().decode_tokens_per_sec(5000.0));
+    let app = app(ServerConfig::default().engine(|e| e.decode_tokens_per_sec = 5000.0));
     let body = json!({"model": "m", "max_tokens": 40, "stream": true,
                       "messages": [{"role": "user", "content": "stream please"}]});
     let (resp, bytes) = send(
@@ -122,7 +122,9 @@ async fn streaming_follows_the_event_sequence() {
 
 #[tokio::test]
 async fn bad_input_gets_the_envelope_and_a_named_problem() {
-    let app = app(ServerConfig::default().instant().max_body_bytes(1000));
+    let app = app(ServerConfig::default()
+        .instant()
+        .http(|h| h.max_body_bytes = 1000));
     let cases: Vec<(Request<Full<Bytes>>, StatusCode, &str, &str)> = vec![
         (
             request(Method::POST, "/v1/messages", "{oops"),
@@ -210,7 +212,7 @@ async fn bad_input_gets_the_envelope_and_a_named_problem() {
 async fn auth_exempts_health_and_request_ids_are_echoed() {
     let app = app(ServerConfig::default()
         .instant()
-        .api_keys(vec!["k1".into(), "k2".into()]));
+        .http(|h| h.api_keys = vec!["k1".into(), "k2".into()]));
     let (s, k, _) = error_of(&app, request(Method::GET, "/v1/models", "")).await;
     assert_eq!(
         (s, k.as_str()),
@@ -225,7 +227,7 @@ async fn auth_exempts_health_and_request_ids_are_echoed() {
     assert_eq!(resp.status(), StatusCode::OK);
     assert_eq!(resp.headers()["x-request-id"], "abc-123");
     let v: Value = serde_json::from_slice(&body).unwrap();
-    assert_eq!(v["data"][0]["cache"]["total_blocks"], 256);
+    assert_eq!(v["data"][0]["cache"]["total_blocks"], 768);
     let (resp, _) = send(&app, request(Method::GET, "/health/live", "")).await;
     assert_eq!(resp.status(), StatusCode::OK);
     assert!(
@@ -238,7 +240,9 @@ async fn auth_exempts_health_and_request_ids_are_echoed() {
 
 #[tokio::test]
 async fn exhaustion_is_refused_at_once_with_retry_after_and_recovers() {
-    let app = app(ServerConfig::default().decode_tokens_per_sec(200.0));
+    let app = app(ServerConfig::default()
+        .pool(|p| p.cache_budget_mb = 32)
+        .engine(|e| e.decode_tokens_per_sec = 200.0));
     let mut tasks = Vec::new();
     for i in 0..80 {
         let app = app.clone();
@@ -293,7 +297,7 @@ async fn faults_change_behaviour() {
     // 8 blocks, admission stops at 7; without recovery the first reply keeps its 4.
     let crash = app(ServerConfig::default()
         .instant()
-        .cache_budget_mb(1)
+        .pool(|p| p.cache_budget_mb = 1)
         .fault(Fault::NoRecovery)
         .fault(Fault::CrashOnExhaustion));
     let (first, _) = send(
@@ -368,7 +372,7 @@ async fn faults_change_behaviour() {
 async fn admin_and_agent_deletion() {
     let app = app(ServerConfig::default()
         .instant()
-        .admin_key(Some("adm".into())));
+        .http(|h| h.admin_key = Some("adm".into())));
     let mut req = request(Method::POST, "/v1/messages", &ask("x", 5));
     req.headers_mut()
         .insert("x-session-id", "gone".parse().unwrap());
@@ -402,8 +406,8 @@ async fn admin_and_agent_deletion() {
 async fn more_faults_change_behaviour() {
     // late-reject: a refused request runs its generation first, then fails.
     let config = ServerConfig::default()
-        .cache_budget_mb(1)
-        .decode_tokens_per_sec(400.0)
+        .pool(|p| p.cache_budget_mb = 1)
+        .engine(|e| e.decode_tokens_per_sec = 400.0)
         .fault(Fault::NoRecovery)
         .fault(Fault::LateReject)
         .fault(Fault::NoRetryAfter);
@@ -464,7 +468,7 @@ async fn more_faults_change_behaviour() {
 
     // blocking-health: probes wait while inference is in flight.
     let blocking = app(ServerConfig::default()
-        .decode_tokens_per_sec(100.0)
+        .engine(|e| e.decode_tokens_per_sec = 100.0)
         .fault(Fault::BlockingHealth));
     let busy = {
         let app = blocking.clone();
@@ -490,7 +494,7 @@ async fn no_cache_and_rate_limits() {
     let app = app(ServerConfig::default()
         .instant()
         .fault(Fault::NoCache)
-        .agent_rate_limit(Some(2)));
+        .admission(|a| a.agent_rate_limit = Some(2)));
     let turn = |n: u32| {
         let mut req = request(Method::POST, "/v1/messages", &ask("same prompt again", n));
         req.headers_mut()
