@@ -63,6 +63,7 @@ pub(crate) fn usage_reader(data: &[u8]) {
         let event = Event {
             event: Some(kind.to_owned()),
             data: text.to_owned(),
+            stamp: None,
         };
         let _ = acc.apply(&event);
     }

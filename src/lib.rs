@@ -82,9 +82,9 @@ pub use client::{Client, Expect, Request, ResponseLimits};
 pub use error::{Error, Result};
 pub use harness::{
     Agent, Arrivals, GeneratorStats, Load, Overrides, Pacing, RunResults, Slot, Stage, Stop,
-    StreamedRun, StressConfig, StressHarness, Tally,
+    StreamedRun, StressConfig, StressHarness, Tally, Trust,
 };
-pub use harness::{DEFAULT_BASE_URL, DEFAULT_DURATION, DEFAULT_TIMEOUT};
+pub use harness::{DEFAULT_BASE_URL, DEFAULT_DURATION, DEFAULT_TIMEOUT, STAMP_HEADER};
 pub use harness::{Progress, ProgressFn, Sustained, SustainedLoadMetrics};
 pub use metrics::{
     ConnectionUse, Delivery, LoadMetrics, MemorySample, MetricsCollector, Outcome, RequestResult,

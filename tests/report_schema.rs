@@ -10,7 +10,7 @@ use std::time::{Duration, Instant};
 use semantic_stress::anthropic::Usage;
 use semantic_stress::checks::{self, Check, Verdict};
 use semantic_stress::metrics::{
-    MemoryTrend, MetricsCollector, Outcome, RequestResult, WindowedSeries,
+    MemoryTrend, MetricsCollector, Outcome, RequestResult, TimingTruth, WindowedSeries,
 };
 use semantic_stress::report::baseline::{self, Tolerance};
 use semantic_stress::report::charts::{
@@ -70,9 +70,17 @@ fn synthetic(name: &str, scale: f64) -> Report {
             r.streamed = true;
             let first = at + Duration::from_secs_f64(ms / 4000.0);
             let gap = (r.finished_at - first) / 39;
+            let mut truth = TimingTruth::default();
             for k in 0..40 {
                 r.delta_arrived(first + gap * k, Duration::from_secs(1));
+                // The server wrote each delta 300 µs (plus a little jitter) before it was read.
+                let written = first + gap * k - Duration::from_micros(300 + (k as u64 % 3) * 50);
+                truth.observe(
+                    (first + gap * k) - at,
+                    Some(written.saturating_duration_since(at)),
+                );
             }
+            r.truth = Some(Box::new(truth));
             r.turn = Some(1 + (i % 5) as u32);
             r.usage = Some(Usage {
                 input_tokens: 400,
@@ -120,6 +128,11 @@ fn synthetic(name: &str, scale: f64) -> Report {
         timer_lag_max_ms: 4.2,
         saturated: false,
         cancelled_workers: 0,
+        busy_share: Some(0.42),
+        wake_lag_p99_ms: Some(0.3),
+        wake_lag_max_ms: Some(1.7),
+        cpu_s: Some(12.5),
+        cpu_share: Some(0.35),
     });
     report.series = Some(Series {
         windows: windows.windows(),
@@ -299,6 +312,15 @@ fn json_matches_the_documented_schema() {
         errors.join("\n")
     );
     assert_eq!(json["schema_version"], SCHEMA_VERSION);
+    // The trust line is in the JSON, the text summary and the Markdown report alike.
+    let line = report.trust().line();
+    assert!(
+        line.starts_with("measurement trustworthy: yes — "),
+        "{line}"
+    );
+    assert_eq!(json["trust"]["trustworthy"], true);
+    assert!(report.text().contains(&line), "{}", report.text());
+    assert!(report.markdown().contains(&line));
     // The synthetic report reaches every documented object, so no table goes unchecked.
     let seen = reached(&json, "Report", &docs);
     let unseen: Vec<_> = docs.keys().filter(|k| !seen.contains(k)).collect();

@@ -153,6 +153,7 @@ impl App {
             return Err(Dropped);
         }
         let method = method_label(req.method());
+        let stamps = super::stamp::wanted(req.headers());
         let (route, result) = self.route(req).await;
         let mut resp = match result {
             Ok(resp) => resp,
@@ -164,7 +165,7 @@ impl App {
         self.inner
             .http
             .observe(method, route, status, started.elapsed());
-        Ok(resp)
+        Ok(super::stamp::wrap(self, started, stamps, resp))
     }
 
     async fn route<B>(&self, req: Request<B>) -> (&'static str, Result<Response<Body>, Failure>)

@@ -10,6 +10,7 @@ use std::sync::Mutex;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
+use super::stamp::TokenTimes;
 use super::stats::Stats;
 
 /// Upper bounds of the latency histogram's buckets, in seconds.
@@ -25,6 +26,8 @@ pub(crate) struct HttpMetrics {
     buckets: [AtomicU64; BUCKETS.len() + 1],
     count: AtomicU64,
     sum_micros: AtomicU64,
+    /// The server's own time to first token and inter-token gaps of streamed replies.
+    pub(crate) tokens: TokenTimes,
 }
 
 impl HttpMetrics {
@@ -87,6 +90,7 @@ impl HttpMetrics {
         let sum = self.sum_micros.load(Ordering::Relaxed) as f64 / 1e6;
         let _ = writeln!(out, "{name}_sum {sum}");
         let _ = writeln!(out, "{name}_count {}", self.count.load(Ordering::Relaxed));
+        self.tokens.render(&mut out);
         let p = &stats.pool;
         gauge(
             &mut out,

@@ -5,6 +5,12 @@
 //! lone CR; a line starting with `:` is a comment; `event:` names the event; several `data:`
 //! lines join with `\n`; a blank line dispatches the event. Bytes may arrive split anywhere,
 //! including inside a CRLF pair or a UTF-8 sequence.
+//!
+//! One comment is read rather than ignored: `: t=<µs>` before an event is the writer's time
+//! stamp (the reference server writes it when asked with `x-semantic-stamp: 1`), kept in
+//! [`Event::stamp`]. Any other comment is ignored, and so is a stamp to every other client.
+
+use std::time::Duration;
 
 use bytes::Bytes;
 
@@ -15,6 +21,9 @@ pub struct Event {
     pub event: Option<String>,
     /// The `data:` lines joined with `\n`.
     pub data: String,
+    /// The writer's time stamp, from a `: t=<µs>` comment line within the event's lines: when
+    /// the writer wrote the event, measured from the request's arrival at the writer.
+    pub stamp: Option<Duration>,
 }
 
 /// Why a stream could not be parsed.
@@ -42,6 +51,7 @@ pub struct Parser {
     event: Option<String>,
     data: String,
     has_data: bool,
+    stamp: Option<Duration>,
     pending_cr: bool,
     event_bytes: usize,
     max_event_bytes: usize,
@@ -61,6 +71,7 @@ impl Parser {
             event: None,
             data: String::new(),
             has_data: false,
+            stamp: None,
             pending_cr: false,
             event_bytes: 0,
             max_event_bytes,
@@ -112,16 +123,21 @@ impl Parser {
                 out.push(Event {
                     event: self.event.take(),
                     data: std::mem::take(&mut self.data),
+                    stamp: self.stamp.take(),
                 });
             }
             self.event = None;
+            self.stamp = None;
             self.has_data = false;
             self.event_bytes = 0;
             return Ok(());
         }
         let line = std::mem::take(&mut self.line);
         let line = std::str::from_utf8(&line).map_err(|_| ParseError::InvalidUtf8)?;
-        if line.starts_with(':') {
+        if let Some(comment) = line.strip_prefix(':') {
+            if let Some(micros) = comment.trim_start().strip_prefix("t=") {
+                self.stamp = micros.parse().ok().map(Duration::from_micros);
+            }
             return Ok(());
         }
         let (field, value) = match line.split_once(':') {
@@ -172,21 +188,24 @@ mod tests {
         (out, p.has_partial())
     }
 
-    const STREAM: &str = "event: message_start\ndata: {\"a\":1}\n\n: keep-alive comment\n\nevent: ping\ndata: {}\n\nevent: content_block_delta\ndata: line one\ndata: line two\n\n";
+    const STREAM: &str = "event: message_start\ndata: {\"a\":1}\n\n: keep-alive comment\n\nevent: ping\ndata: {}\n\n: t=1234\nevent: content_block_delta\ndata: line one\ndata: line two\n\n";
 
     fn expected() -> Vec<Event> {
         vec![
             Event {
                 event: Some("message_start".into()),
                 data: "{\"a\":1}".into(),
+                stamp: None,
             },
             Event {
                 event: Some("ping".into()),
                 data: "{}".into(),
+                stamp: None,
             },
             Event {
                 event: Some("content_block_delta".into()),
                 data: "line one\nline two".into(),
+                stamp: Some(Duration::from_micros(1234)),
             },
         ]
     }
@@ -325,7 +344,7 @@ mod tests {
             fn encoded_events_round_trip(name in "[a-z_]{1,20}", data in "[^\r]{0,200}") {
                 let bytes = encode(&name, &data);
                 let events = parse(&[&bytes], 1 << 20).expect("valid stream");
-                prop_assert_eq!(events, vec![Event { event: Some(name), data }]);
+                prop_assert_eq!(events, vec![Event { event: Some(name), data, stamp: None }]);
             }
         }
     }

@@ -152,6 +152,7 @@ mod tests {
         Event {
             event: Some(kind.to_owned()),
             data: data.to_owned(),
+            stamp: None,
         }
     }
 

@@ -46,13 +46,20 @@ pub(crate) async fn drain_body(mut body: Incoming, limit: usize) -> Result<(), F
     Ok(())
 }
 
-/// What a reply must be: how much text to keep, the `max_tokens` asked for, the gap between
-/// deltas that counts as a stall, and the bounds.
+/// How to read one reply.
 #[derive(Debug, Clone, Copy)]
 pub(crate) struct Reading {
+    /// Text kept, in bytes (0: none).
     pub(crate) text_limit: usize,
+    /// The request's `max_tokens` (0: a reply without output is fine).
     pub(crate) max_tokens: u32,
+    /// A gap between deltas longer than this is a stall.
     pub(crate) stall: Duration,
+    /// Self-test mode: measure each delta's arrival against the server's write stamp.
+    pub(crate) truth: bool,
+    /// Test-only delay injected after each frame is read, before its arrival is taken.
+    pub(crate) delay: Duration,
+    /// The bounds on the reply.
     pub(crate) limits: ResponseLimits,
 }
 
@@ -80,8 +87,9 @@ pub(crate) async fn read_message(
 /// arrival of every text delta ([`RequestResult::delta_arrived`]; a gap over `stall` is a
 /// stall). A delta's arrival is when the network frame holding it was read: the events of one
 /// frame arrive together. What arrived before a failure stays in the record; a stream that
-/// ends without `message_stop`, or with an `error` event, is a failure. Returns the message id
-/// (empty when `message_start` had none).
+/// ends without `message_stop`, or with an `error` event, is a failure. In self-test mode each
+/// delta's arrival is also compared with the server's stamp ([`crate::metrics::TimingTruth`]).
+/// Returns the message id (empty when `message_start` had none).
 pub(crate) async fn read_stream(
     body: Incoming,
     record: &mut RequestResult,
@@ -129,6 +137,9 @@ async fn fold_stream(
             Some(Ok(f)) => f,
             Some(Err(e)) => return Some(Failure::StreamCut(error_chain(&e))),
         };
+        if !reading.delay.is_zero() {
+            tokio::time::sleep(reading.delay).await;
+        }
         let arrived = Instant::now();
         let Some(data) = frame.data_ref() else {
             continue;
@@ -145,7 +156,15 @@ async fn fold_stream(
         }
         for event in events.drain(..) {
             match acc.apply(&event) {
-                Ok(Step::Delta) => record.delta_arrived(arrived, reading.stall),
+                Ok(Step::Delta) => {
+                    record.delta_arrived(arrived, reading.stall);
+                    if reading.truth {
+                        let started = record.started_at;
+                        let t = record.truth.get_or_insert_with(Box::default);
+                        let origin = t.sent_at.unwrap_or(started);
+                        t.observe(arrived.saturating_duration_since(origin), event.stamp);
+                    }
+                }
                 Ok(Step::Stop | Step::Nothing) => {}
                 Err(e) => return Some(e.into()),
             }

@@ -23,6 +23,8 @@ fn client(url: &str, timeout: Duration) -> Client {
         graceful_statuses: vec![429],
         text_limit: 0,
         ca_file: None,
+        timing_truth: false,
+        receive_delay: Duration::ZERO,
         stall_gap: crate::metrics::DEFAULT_STALL_GAP,
         limits: super::ResponseLimits::default(),
     })

@@ -54,6 +54,10 @@ pub(crate) struct ClientConfig {
     pub(crate) stall_gap: Duration,
     /// PEM bundle of extra trusted CA certificates for `https://`.
     pub(crate) ca_file: Option<PathBuf>,
+    /// Self-test mode: ask for the server's write stamps and measure against them.
+    pub(crate) timing_truth: bool,
+    /// Test-only delay added to the receive path of every stream frame (zero: none).
+    pub(crate) receive_delay: Duration,
 }
 
 /// A pooled HTTP/1.1 client that turns every request into one [`RequestResult`].
@@ -253,6 +257,10 @@ impl Client {
             };
             let wire = checkout.wire.clone();
             let http_request = http_request.map(|body| Tracked::new(body, wire));
+            if shared.config.timing_truth {
+                // The connection is open: timing errors are measured from here.
+                record.truth.get_or_insert_with(Box::default).sent_at = Some(Instant::now());
+            }
             let response = match checkout.sender.send_request(http_request).await {
                 Ok(r) => r,
                 Err(e) => {
@@ -331,6 +339,8 @@ impl Client {
                         text_limit,
                         max_tokens,
                         stall: config.stall_gap,
+                        truth: config.timing_truth,
+                        delay: config.receive_delay,
                         limits,
                     };
                     if stream && is_sse {

@@ -107,6 +107,8 @@ fn client(addr: std::net::SocketAddr) -> Client {
         text_limit: 64,
         stall_gap: crate::metrics::DEFAULT_STALL_GAP,
         ca_file: None,
+        timing_truth: false,
+        receive_delay: Duration::ZERO,
         limits: ResponseLimits {
             stream_idle: Duration::from_millis(500),
             ..ResponseLimits::default()

@@ -77,6 +77,17 @@ pub struct StressConfig {
     /// PEM bundle of CA certificates trusted for `https://`, on top of Mozilla's roots (for a
     /// private CA or a self-signed server). Read when the harness is built.
     pub ca_file: Option<PathBuf>,
+    /// Self-test mode: ask the server for write stamps (`x-semantic-stamp: 1`, which the
+    /// reference server honours) and measure the harness's own TTFT and ITL error against them
+    /// ([`TimingTruth`](crate::metrics::TimingTruth) on each streamed record, [`TimingErrors`](
+    /// crate::metrics::TimingErrors) in the run's figures). Off by default: a real server
+    /// ignores the header, and the records then carry no stamps.
+    pub timing_truth: bool,
+    /// A delay injected into the receive path after each stream frame is read, before its
+    /// arrival is taken: for the self-test that shows a slow receive path is caught. Zero
+    /// (none) by default; not for use outside tests.
+    #[doc(hidden)]
+    pub receive_delay: Duration,
 }
 
 impl Default for StressConfig {
@@ -109,6 +120,8 @@ impl StressConfig {
             stall_gap: DEFAULT_STALL_GAP,
             server_metrics: Some(ServerMetricNames::default()),
             ca_file: None,
+            timing_truth: false,
+            receive_delay: Duration::ZERO,
         }
     }
 
@@ -280,6 +293,14 @@ impl StressConfig {
     #[must_use]
     pub fn ca_file(mut self, path: impl Into<PathBuf>) -> Self {
         self.ca_file = Some(path.into());
+        self
+    }
+
+    /// Turns the timing self-test mode on or off (see
+    /// [`timing_truth`](Self::timing_truth)).
+    #[must_use]
+    pub fn timing_truth(mut self, on: bool) -> Self {
+        self.timing_truth = on;
         self
     }
 

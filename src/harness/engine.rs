@@ -58,12 +58,31 @@ pub struct GeneratorStats {
     /// Largest timer lag, in milliseconds.
     pub timer_lag_max_ms: f64,
     /// Whether the generator fell behind its own schedule: timer lag p99 over 2 ms (or over 5%
-    /// of the mean gap between slots, if larger), or more than 1% of open-loop slots taken late
-    /// because the in-flight cap was reached. The numbers
+    /// of the mean gap between slots, if larger), more than 1% of open-loop slots taken late
+    /// because the in-flight cap was reached, or a ready task waiting over 2 ms at p99 to be
+    /// polled (`wake_lag_p99_ms`). The numbers
     /// then describe the generator (its timers or its worker count) as much as the server.
     pub saturated: bool,
     /// Steps cancelled at the hard deadline.
     pub cancelled_workers: u64,
+    /// Share of the runtime workers' time spent running tasks over the run, 0–1 (the
+    /// event loop's busy share, one of the figures [`Trust::judge`](crate::Trust::judge)
+    /// weighs).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub busy_share: Option<f64>,
+    /// How long a task that yielded waited to be polled again, p99, in milliseconds: the delay
+    /// a ready socket waits for its turn (a probe task measures it every millisecond).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub wake_lag_p99_ms: Option<f64>,
+    /// Largest such wake-up lag, in milliseconds.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub wake_lag_max_ms: Option<f64>,
+    /// CPU time (user + system) of the generator process over the run, in seconds.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub cpu_s: Option<f64>,
+    /// `cpu_s / (wall time × cores available)`: the share of the machine the generator used.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub cpu_share: Option<f64>,
 }
 
 pub(crate) struct Scheduler {
@@ -194,6 +213,7 @@ where
     F: Fn(Agent, Slot) -> Fut + Send + Sync + 'static,
     Fut: Future<Output = Agent> + Send + 'static,
 {
+    let watch = super::selfwatch::SelfWatch::start();
     let start = Instant::now();
     let scheduler = Arc::new(Scheduler::new(load, start));
     let step = Arc::new(step);
@@ -245,6 +265,11 @@ where
     let lag_bound_ms =
         (SATURATION_LAG.as_secs_f64() * 1000.0).max(SATURATION_LAG_SHARE_OF_GAP * mean_gap_ms);
     stats.saturated = stats.timer_lag_p99_ms > lag_bound_ms || late_share > SATURATION_LATE_SHARE;
+    watch.finish(&mut stats).await;
+    // A closed loop has no timer to be late for: a slow event loop is its saturation.
+    stats.saturated |= stats
+        .wake_lag_p99_ms
+        .is_some_and(|l| l > SATURATION_LAG.as_secs_f64() * 1000.0);
     stats
 }
 

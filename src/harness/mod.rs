@@ -18,8 +18,10 @@ mod engine;
 mod load;
 mod overrides;
 mod pacer;
+mod selfwatch;
 mod shards;
 mod sustained;
+mod trust;
 
 use std::collections::BTreeMap;
 use std::future::Future;
@@ -34,6 +36,7 @@ pub use engine::{GeneratorStats, Slot};
 pub use load::{Arrivals, Load, Pacing, Stage, Stop};
 pub use overrides::Overrides;
 pub use sustained::{Progress, ProgressFn, Sustained, SustainedLoadMetrics};
+pub use trust::Trust;
 
 use agent::{RunShared, Sink};
 
@@ -67,6 +70,22 @@ pub struct StressHarness {
     config: StressConfig,
     client: Client,
 }
+
+/// The headers every request carries: the configured ones, and in timing self-test mode the
+/// request for the server's write stamps.
+fn headers(config: &StressConfig) -> Vec<(http::HeaderName, http::HeaderValue)> {
+    let mut headers = config.headers.clone();
+    if config.timing_truth {
+        headers.push((
+            http::HeaderName::from_static(STAMP_HEADER),
+            http::HeaderValue::from_static("1"),
+        ));
+    }
+    headers
+}
+
+/// The request header asking a server for write stamps on streamed deltas (self-test mode).
+pub const STAMP_HEADER: &str = "x-semantic-stamp";
 
 /// What a record-keeping run returns.
 #[derive(Debug, Clone)]
@@ -118,12 +137,14 @@ impl StressHarness {
             connect_timeout: config.connect_timeout,
             request_timeout: config.timeout,
             api_key: config.api_key.clone(),
-            headers: config.headers.clone(),
+            headers: headers(&config),
             graceful_statuses: config.graceful_statuses.clone(),
             text_limit: config.text_limit,
             limits: config.limits,
             stall_gap: config.stall_gap,
             ca_file: config.ca_file.clone(),
+            timing_truth: config.timing_truth,
+            receive_delay: config.receive_delay,
         })?;
         Ok(Self { config, client })
     }

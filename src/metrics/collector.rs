@@ -11,6 +11,7 @@ use super::cache::CacheStats;
 use super::histogram::{LatencyHistogram, LatencySummary};
 use super::serde_duration::secs;
 use super::serving::{ServingCollector, ServingMetrics, Slo};
+use super::truth::{TimingErrors, TruthCollector};
 use crate::metrics::{Outcome, RequestResult};
 
 /// Number of records in each [`Outcome`] class.
@@ -124,6 +125,11 @@ pub struct LoadMetrics {
     pub cache: CacheStats,
     /// 429, 503 and 529 responses without `Retry-After`.
     pub retry_after_missing: u64,
+    /// The harness's own TTFT and ITL error against the server's write stamps, in timing
+    /// self-test mode ([`StressConfig::timing_truth`](crate::StressConfig::timing_truth));
+    /// absent when no record carried a stamp.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub timing_errors: Option<TimingErrors>,
 }
 
 /// Streaming, fixed-size, mergeable aggregator of [`RequestResult`]s.
@@ -164,6 +170,7 @@ pub struct MetricsCollector {
     output_tokens: u64,
     cache: CacheStats,
     retry_after_missing: u64,
+    truth: TruthCollector,
 }
 
 impl MetricsCollector {
@@ -211,6 +218,7 @@ impl MetricsCollector {
         if r.has_rejection_status() && r.retry_after.is_none() {
             self.retry_after_missing += 1;
         }
+        self.truth.record(r);
     }
 
     /// Adds everything `other` has seen to `self`: the result is the collector of the
@@ -235,6 +243,7 @@ impl MetricsCollector {
         self.output_tokens = self.output_tokens.saturating_add(other.output_tokens);
         self.cache.merge(&other.cache);
         self.retry_after_missing += other.retry_after_missing;
+        self.truth.merge(&other.truth);
     }
 
     /// The figures so far.
@@ -269,6 +278,7 @@ impl MetricsCollector {
             output_tokens_per_s: per_second(self.output_tokens, duration),
             cache: self.cache,
             retry_after_missing: self.retry_after_missing,
+            timing_errors: self.truth.errors(),
         }
     }
 

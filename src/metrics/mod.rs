@@ -8,6 +8,8 @@
 //!   [`CacheStats`] and the [`ServingMetrics`] (TTFT, ITL, TPOT, goodput under an [`Slo`]).
 //! - [`TokenTiming`] and [`CompactHistogram`]: every content delta's arrival, per record, in
 //!   bounded memory.
+//! - [`TimingTruth`] → [`TruthCollector`] → [`TimingErrors`]: the harness's own timing error
+//!   against a stamping server's write times (self-test mode).
 //! - [`WindowedSeries`] → [`Window`]s and [`Degradation`]: figures over time for sustained runs.
 //! - [`fit_trend`] → [`Trend`], and [`MemoryTrend`] over [`MemorySample`]s.
 //!
@@ -208,6 +210,7 @@ pub(crate) mod serde_duration;
 mod serving;
 mod tokens;
 mod trend;
+mod truth;
 mod windows;
 
 pub use cache::CacheStats;
@@ -220,4 +223,5 @@ pub use record::{Outcome, RequestResult};
 pub use serving::{DEFAULT_STALL_GAP, Goodput, RateSummary, ServingMetrics, Slo, SloShare};
 pub use tokens::{CompactHistogram, TokenTiming};
 pub use trend::{ConfidenceInterval, Trend, fit_trend};
+pub use truth::{TimingErrors, TimingTruth, TruthCollector};
 pub use windows::{Window, WindowedSeries};

@@ -6,6 +6,7 @@ use serde::{Deserialize, Serialize};
 
 use super::connection::ConnectionUse;
 use super::tokens::TokenTiming;
+use super::truth::TimingTruth;
 use crate::anthropic::Usage;
 
 /// What became of one request.
@@ -120,6 +121,9 @@ pub struct RequestResult {
     /// The connection the request went on and what reached it, for requests sent on a
     /// worker's own connection; `None` through the shared pool.
     pub connection: Option<ConnectionUse>,
+    /// The harness's timing error against the server's write stamps, in self-test mode
+    /// ([`StressConfig::timing_truth`](crate::StressConfig::timing_truth)) only.
+    pub truth: Option<Box<TimingTruth>>,
 }
 
 impl RequestResult {
@@ -145,6 +149,7 @@ impl RequestResult {
             chunks: 0,
             tokens: TokenTiming::default(),
             connection: None,
+            truth: None,
         }
     }
 

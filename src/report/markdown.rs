@@ -38,6 +38,7 @@ impl Report {
                 }
             );
         }
+        let _ = writeln!(s, "{}\n", self.trust().line());
         if let Some(c) = &self.baseline {
             md_baseline(&mut s, c);
         }

@@ -33,7 +33,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::checks::{Status, Verdict};
 use crate::metrics::{Degradation, LoadMetrics, MemoryTrend, Window};
-use crate::{Error, GeneratorStats, MemorySample, ServerMetrics, SustainedLoadMetrics};
+use crate::{Error, GeneratorStats, MemorySample, ServerMetrics, SustainedLoadMetrics, Trust};
 
 pub use baseline::Comparison;
 pub use charts::Chart;
@@ -69,6 +69,10 @@ pub struct Report {
     pub baseline: Option<Comparison>,
     /// What the server's own `/metrics` said during the run, when it was read.
     pub server: Option<ServerMetrics>,
+    /// Whether the run's timing can be trusted ([`Report::trust`]); written by
+    /// [`to_json`](Self::to_json), absent in reports from before it existed.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub trust: Option<Trust>,
 }
 
 impl Report {
@@ -86,6 +90,7 @@ impl Report {
             figures: serde_json::Map::new(),
             baseline: None,
             server: None,
+            trust: None,
         }
     }
 
@@ -181,8 +186,20 @@ impl Report {
 
     /// The report as pretty JSON.
     pub fn to_json(&self) -> String {
+        let mut report = self.clone();
+        report.trust = Some(self.trust());
         // Plain data with string keys: serialization cannot fail.
-        serde_json::to_string_pretty(self).expect("report serializes")
+        serde_json::to_string_pretty(&report).expect("report serializes")
+    }
+
+    /// Whether the run's timing can be trusted, judged from the harness's own figures
+    /// ([`Trust::judge`]: the generator's figures and, in timing self-test mode, the error
+    /// measured against the server's stamps).
+    pub fn trust(&self) -> Trust {
+        Trust::judge(
+            self.generator.as_ref(),
+            self.metrics.as_ref().and_then(|m| m.timing_errors.as_ref()),
+        )
     }
 
     /// Reads a report written by [`to_json`](Self::to_json).

@@ -48,6 +48,7 @@ impl Report {
                 );
             }
         }
+        let _ = writeln!(s, "{}", self.trust().line());
         if let Some(g) = &self.generator
             && (g.saturated || g.late_slots > 0)
         {
