@@ -78,7 +78,7 @@ mod error;
 mod harness;
 mod sampling;
 
-pub use client::{Client, Expect, Request};
+pub use client::{Client, Expect, Request, ResponseLimits};
 pub use error::{Error, Result};
 pub use harness::{
     Agent, Arrivals, GeneratorStats, Load, Overrides, Pacing, RunResults, Slot, Stage, Stop,

@@ -87,10 +87,12 @@ async fn start() -> Server {
                         let path = request.uri().path().to_owned();
                         let _ = request.into_body().collect().await;
                         if path == "/v1/messages" {
-                            count.fetch_add(1, Ordering::Relaxed);
+                            let n = count.fetch_add(1, Ordering::Relaxed);
+                            // Every reply has its own id: a repeated one is a stale reply.
+                            let reply = REPLY.replace("msg_1", &format!("msg_{n}"));
                             hyper::Response::builder()
                                 .header("content-type", "application/json")
-                                .body(Full::new(Bytes::from_static(REPLY.as_bytes())))
+                                .body(Full::new(Bytes::from(reply)))
                         } else {
                             hyper::Response::builder()
                                 .status(404)

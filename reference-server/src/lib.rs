@@ -30,6 +30,8 @@
 //! # }
 //! ```
 
+pub mod chaos;
+
 mod agents;
 mod app;
 mod cli;
@@ -63,6 +65,6 @@ pub use error::{Error, Result};
 pub use fault::{Fault, ParseFaultError};
 pub use personality::{Personality, PersonalitySettings};
 pub use response::Body;
-pub use serve::ReferenceServer;
+pub use serve::{ConnectionLimits, ReferenceServer};
 pub use stamp::STAMP_HEADER;
 pub use stats::{AgentStats, PoolStats, Stats};

@@ -3,8 +3,25 @@
 //! The listener is bound before [`ReferenceServer::start`] returns, so `addr()` is ready to
 //! use. Shutdown stops accepting, marks the server as draining (`/health/ready` → 503), lets
 //! in-flight requests finish within the drain timeout, then stops the engine.
+//!
+//! # Hostile clients
+//!
+//! Every way a client can hold the server's resources is bounded ([`ConnectionLimits`] and the
+//! server settings), so it keeps serving well-behaved clients with bounded memory:
+//!
+//! | client | bound |
+//! |---|---|
+//! | sends its request head a byte at a time (slowloris), or never sends one | the keep-alive timeout (default 120 s) bounds the wait for a whole head, idle or partial (hyper's header read timeout) |
+//! | sends a request body that never finishes | 5 s to read a body, then 400 `timed out reading the request body` |
+//! | never reads its reply | [`ConnectionLimits::write_stall`]: a write stalled that long closes the connection and releases the request |
+//! | opens connections and leaves them idle | [`ConnectionLimits::max_connections`] at once (more are closed as soon as accepted), each closed after the keep-alive timeout |
+//! | sends a head over 400 KiB or a body over `max_body_bytes` | hyper refuses the head (431); 413 for the body |
+
+mod guard;
 
 use std::net::SocketAddr;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Duration;
 
 use hyper::server::conn::http1;
@@ -12,6 +29,7 @@ use hyper::service::service_fn;
 use hyper_util::rt::{TokioIo, TokioTimer};
 use hyper_util::server::graceful::GracefulShutdown;
 use tokio::net::TcpListener;
+use tokio::sync::Semaphore;
 use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
 
@@ -22,6 +40,30 @@ use crate::Error;
 
 /// Pause after a failed `accept` (e.g. out of file descriptors) before trying again.
 const ACCEPT_BACKOFF: Duration = Duration::from_millis(10);
+
+/// Bounds on connections, whatever their clients do: with them and the server settings
+/// (keep-alive timeout, body limit), every way a client can hold the server's resources is
+/// bounded. The behaviours each bound answers are listed in `docs/hostile.md`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ConnectionLimits {
+    /// Connections served at once; one more is closed as soon as it is accepted. Default
+    /// 16,384: each idle connection costs the server a few KiB (`tests/hostile_clients.rs`
+    /// measures it), so the cap bounds that memory, and it stays under a usual open-file
+    /// limit of 20,000.
+    pub max_connections: usize,
+    /// Longest time a write to a client may stay blocked (the client reads nothing) before
+    /// the connection is closed. Default 30 s.
+    pub write_stall: Duration,
+}
+
+impl Default for ConnectionLimits {
+    fn default() -> Self {
+        Self {
+            max_connections: 16_384,
+            write_stall: Duration::from_secs(30),
+        }
+    }
+}
 
 /// A running reference server.
 ///
@@ -44,6 +86,7 @@ const ACCEPT_BACKOFF: Duration = Duration::from_millis(10);
 pub struct ReferenceServer {
     addr: SocketAddr,
     app: App,
+    open: Arc<AtomicUsize>,
     stop: CancellationToken,
     task: Option<JoinHandle<()>>,
 }
@@ -54,6 +97,24 @@ impl ReferenceServer {
     /// # Errors
     /// [`Error::InvalidConfig`] for a bad setting, [`Error::Bind`] if the address is taken.
     pub async fn start(config: ServerConfig) -> Result<Self, Error> {
+        Self::start_with_limits(config, ConnectionLimits::default()).await
+    }
+
+    /// [`start`](Self::start) with connection bounds other than the defaults.
+    ///
+    /// # Errors
+    /// As [`start`](Self::start); [`Error::InvalidConfig`] for zero connections or a zero
+    /// write stall.
+    pub async fn start_with_limits(
+        config: ServerConfig,
+        limits: ConnectionLimits,
+    ) -> Result<Self, Error> {
+        if limits.max_connections == 0 || limits.write_stall.is_zero() {
+            return Err(Error::InvalidConfig {
+                field: "connection limits",
+                reason: "max_connections and write_stall must be positive".to_owned(),
+            });
+        }
         let bind = config.bind_addr();
         let app = App::new(config)?;
         let listener = TcpListener::bind(bind)
@@ -67,10 +128,18 @@ impl ReferenceServer {
             source,
         })?;
         let stop = CancellationToken::new();
-        let task = tokio::spawn(serve(listener, app.clone(), stop.clone()));
+        let open = Arc::new(AtomicUsize::new(0));
+        let task = tokio::spawn(serve(
+            listener,
+            app.clone(),
+            stop.clone(),
+            limits,
+            Arc::clone(&open),
+        ));
         Ok(Self {
             addr,
             app,
+            open,
             stop,
             task: Some(task),
         })
@@ -96,6 +165,11 @@ impl ReferenceServer {
         &self.app
     }
 
+    /// Connections open now.
+    pub fn open_connections(&self) -> usize {
+        self.open.load(Ordering::Relaxed)
+    }
+
     /// Stops accepting, drains in-flight requests (within the drain timeout) and waits for
     /// the serving task to end.
     pub async fn shutdown(mut self) {
@@ -113,7 +187,14 @@ impl Drop for ReferenceServer {
     }
 }
 
-async fn serve(listener: TcpListener, app: App, stop: CancellationToken) {
+async fn serve(
+    listener: TcpListener,
+    app: App,
+    stop: CancellationToken,
+    limits: ConnectionLimits,
+    open: Arc<AtomicUsize>,
+) {
+    let slots = Arc::new(Semaphore::new(limits.max_connections));
     let graceful = GracefulShutdown::new();
     let mut builder = http1::Builder::new();
     builder
@@ -128,6 +209,11 @@ async fn serve(listener: TcpListener, app: App, stop: CancellationToken) {
             tokio::time::sleep(ACCEPT_BACKOFF).await;
             continue;
         };
+        // Over the cap: closed at once, so the client learns it now rather than after a
+        // connect timeout.
+        let Ok(slot) = Arc::clone(&slots).try_acquire_owned() else {
+            continue;
+        };
         bump(&app.inner.counters.connections_accepted);
         // Small SSE frames must not wait for Nagle's algorithm.
         let _ = stream.set_nodelay(true);
@@ -136,10 +222,16 @@ async fn serve(listener: TcpListener, app: App, stop: CancellationToken) {
             let app = service_app.clone();
             async move { app.handle(req).await }
         });
-        let conn = graceful.watch(builder.serve_connection(TokioIo::new(stream), service));
+        let io = TokioIo::new(guard::StallGuard::new(stream, limits.write_stall));
+        let conn = graceful.watch(builder.serve_connection(io, service));
+        // Relaxed: a gauge read for reports and tests, ordering nothing else.
+        open.fetch_add(1, Ordering::Relaxed);
+        let open = Arc::clone(&open);
         tokio::spawn(async move {
             // Connection errors (resets, timeouts, dropped connections) end only that connection.
             let _ = conn.await;
+            open.fetch_sub(1, Ordering::Relaxed);
+            drop(slot);
         });
     }
     drop(listener);

@@ -278,4 +278,74 @@ mod tests {
         let (events, _) = parse_all(&[&bytes]);
         assert_eq!(events[0].data, "a\nb");
     }
+
+    mod arbitrary_bytes {
+        use super::*;
+        use proptest::prelude::*;
+
+        /// Feeds `chunks` to a fresh parser with `limit`; the events, or the first error.
+        fn parse(chunks: &[&[u8]], limit: usize) -> Result<Vec<Event>, ParseError> {
+            let mut p = Parser::new(limit);
+            let mut out = Vec::new();
+            for c in chunks {
+                p.feed(c, &mut out)?;
+            }
+            Ok(out)
+        }
+
+        /// Bytes that look like an event stream often enough to reach every branch: field
+        /// names, separators, line ends of every kind, multi-byte and invalid UTF-8.
+        fn stream_bytes() -> impl Strategy<Value = Vec<u8>> {
+            let piece = prop_oneof![
+                Just(b"event: ".to_vec()),
+                Just(b"data: ".to_vec()),
+                Just(b"data:".to_vec()),
+                Just(b": comment".to_vec()),
+                Just(b"id: 1".to_vec()),
+                Just(b"\n".to_vec()),
+                Just(b"\r\n".to_vec()),
+                Just(b"\r".to_vec()),
+                Just("é✓".as_bytes().to_vec()),
+                Just(vec![0xff, 0xfe]),
+                proptest::collection::vec(any::<u8>(), 0..16),
+            ];
+            proptest::collection::vec(piece, 0..40).prop_map(|p| p.concat())
+        }
+
+        proptest! {
+            #![proptest_config(ProptestConfig::with_cases(512))]
+
+            /// Any bytes, split anywhere: never a panic, the same events as unsplit, and no
+            /// event larger than the limit.
+            #[test]
+            fn any_split_of_any_bytes_parses_the_same(
+                bytes in prop_oneof![stream_bytes(), proptest::collection::vec(any::<u8>(), 0..256)],
+                cut in any::<prop::sample::Index>(),
+                limit in 1usize..64,
+            ) {
+                let whole = parse(&[&bytes], limit);
+                let at = cut.index(bytes.len() + 1);
+                let split = parse(&[&bytes[..at], &bytes[at..]], limit);
+                match (&whole, &split) {
+                    (Ok(a), Ok(b)) => prop_assert_eq!(a, b),
+                    (Err(a), Err(b)) => prop_assert_eq!(a, b),
+                    _ => prop_assert!(false, "split changed the result: {:?} vs {:?}", whole, split),
+                }
+                if let Ok(events) = whole {
+                    for e in events {
+                        let size = e.data.len() + e.event.as_ref().map_or(0, String::len);
+                        prop_assert!(size <= limit, "event of {} bytes past {}", size, limit);
+                    }
+                }
+            }
+
+            /// What the encoder writes, the parser reads back, whatever the text.
+            #[test]
+            fn encoded_events_round_trip(name in "[a-z_]{1,20}", data in "[^\r]{0,200}") {
+                let bytes = encode(&name, &data);
+                let events = parse(&[&bytes], 1 << 20).expect("valid stream");
+                prop_assert_eq!(events, vec![Event { event: Some(name), data, stamp: None }]);
+            }
+        }
+    }
 }

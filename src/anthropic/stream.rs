@@ -51,6 +51,8 @@ pub struct Accumulator {
     pub chunks: u32,
     /// Whether `message_start` arrived.
     pub started: bool,
+    /// The message id from `message_start`, when it had one.
+    pub id: Option<String>,
     /// Whether `message_stop` arrived.
     pub stopped: bool,
     text_limit: usize,
@@ -87,6 +89,10 @@ impl Accumulator {
                     self.usage.cache_read_input_tokens = u.cache_read_input_tokens;
                     self.usage.cache_creation_input_tokens = u.cache_creation_input_tokens;
                 }
+                self.id = v
+                    .pointer("/message/id")
+                    .and_then(Value::as_str)
+                    .map(str::to_owned);
                 self.started = true;
                 Ok(Step::Nothing)
             }

@@ -43,9 +43,29 @@ pub(crate) enum Failure {
     /// The HTTP/1 handshake on a new connection failed.
     #[error("handshake failed: {0}")]
     Handshake(String),
-    /// The request was sent but no response head came back (closed, reset, unparsable head).
+    /// The request was sent but no response head came back (closed or reset).
     #[error("{0}")]
     NoResponse(String),
+    /// A response head larger than the bound (or with too many header fields).
+    #[error("response head larger than {limit} bytes or with too many fields")]
+    HeadTooLarge {
+        /// The bound in bytes.
+        limit: usize,
+    },
+    /// Bytes that are no HTTP/1 response head.
+    #[error("response head is not HTTP: {0}")]
+    BadHead(String),
+    /// A body in a content coding that was not asked for (requests say
+    /// `accept-encoding: identity`).
+    #[error("body in content-encoding {0:?}, not asked for")]
+    Encoding(String),
+    /// A reply carrying the same message id as the previous reply on this worker's
+    /// connection: the reply to an earlier request, not to this one.
+    #[error("reply repeats message id {id:?} of the previous reply: a stale reply")]
+    StaleReply {
+        /// The repeated id.
+        id: String,
+    },
     /// A response body ended in an error (reset, bad framing).
     #[error("body cut short: {0}")]
     BodyCut(String),
@@ -73,6 +93,18 @@ pub(crate) enum Failure {
     /// Events that are no Messages stream (an error event, malformed data).
     #[error(transparent)]
     Stream(#[from] StreamError),
+    /// A stream with more events than the bound.
+    #[error("stream longer than {limit} events")]
+    StreamTooLong {
+        /// The bound.
+        limit: u64,
+    },
+    /// A stream that sent no byte for longer than the bound.
+    #[error("stream idle for {:.1} s", after.as_secs_f64())]
+    StreamIdle {
+        /// The bound.
+        after: Duration,
+    },
     /// A stream that ended before `message_stop`.
     #[error("stream ended without message_stop")]
     StreamWithoutStop,
@@ -102,8 +134,13 @@ impl Failure {
             | Self::Tls { .. }
             | Self::Handshake(_)
             | Self::NoResponse(_) => Outcome::Connect,
-            Self::Timeout { .. } => Outcome::Timeout,
-            Self::BodyCut(_)
+            Self::Timeout { .. } | Self::StreamIdle { .. } => Outcome::Timeout,
+            Self::HeadTooLarge { .. }
+            | Self::BadHead(_)
+            | Self::Encoding(_)
+            | Self::StaleReply { .. }
+            | Self::StreamTooLong { .. }
+            | Self::BodyCut(_)
             | Self::BodyTooLarge { .. }
             | Self::NotAMessage(_)
             | Self::ZeroOutput { .. }
@@ -114,6 +151,30 @@ impl Failure {
             | Self::Status { .. } => Outcome::Protocol,
         }
     }
+}
+
+/// The failure of a request that got no usable response head: `err` (a hyper or pool error)
+/// is a head too large or not HTTP when hyper says so anywhere in its chain, else no response.
+///
+/// hyper tells a head too large apart only with its `server` feature
+/// (`Error::is_parse_too_large`), which a client should not pull in: its message, "message
+/// head is too large", is matched instead (`tests/hostile.rs` fails if it changes).
+pub(crate) fn no_response(err: &(dyn std::error::Error + 'static), head_limit: usize) -> Failure {
+    let mut cause = Some(err);
+    while let Some(e) = cause {
+        if let Some(h) = e.downcast_ref::<hyper::Error>()
+            && (h.is_parse() || h.is_parse_status())
+        {
+            let chain = error_chain(h);
+            return if chain.contains("too large") {
+                Failure::HeadTooLarge { limit: head_limit }
+            } else {
+                Failure::BadHead(chain)
+            };
+        }
+        cause = e.source();
+    }
+    Failure::NoResponse(error_chain(err))
 }
 
 /// A `Retry-After` value as the contract allows it: whole seconds, at least 1 (`0` invites a

@@ -26,6 +26,7 @@ fn client(url: &str, timeout: Duration) -> Client {
         timing_truth: false,
         receive_delay: Duration::ZERO,
         stall_gap: crate::metrics::DEFAULT_STALL_GAP,
+        limits: super::ResponseLimits::default(),
     })
     .expect("client")
 }

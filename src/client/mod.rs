@@ -4,14 +4,17 @@
 //! - [`transport`]: where it goes and how it reaches the wire (the shared pool for single
 //!   requests, a worker's own [`Conn`] for load);
 //! - [`classify`]: what a status or a failure counts as ([`Outcome`] classes, [`Failure`]);
-//! - [`body`]: reading bodies and event streams, bounded.
+//! - [`body`]: reading bodies and event streams, bounded by [`ResponseLimits`] ([`limits`]).
 //!
 //! [`Client`] ties them together: one exchange, bounded by the request timeout, becomes one
 //! record.
 
 mod body;
 mod classify;
+mod limits;
 mod request;
+#[cfg(test)]
+mod tests;
 mod tls;
 mod transport;
 mod wire;
@@ -21,15 +24,17 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
-use http::header::{CONTENT_TYPE, HeaderName, HeaderValue, RETRY_AFTER};
+use http::header::{CONTENT_ENCODING, CONTENT_TYPE, HeaderName, HeaderValue, RETRY_AFTER};
 use hyper::body::Incoming;
 
 use crate::anthropic::ErrorEnvelope;
 use crate::{Error, Outcome, RequestResult};
+use body::Reading;
 use classify::Failure;
 use transport::{Endpoint, Pool};
 use wire::Tracked;
 
+pub use limits::ResponseLimits;
 pub use request::{Expect, Request};
 pub(crate) use transport::Conn;
 
@@ -44,6 +49,7 @@ pub(crate) struct ClientConfig {
     pub(crate) headers: Vec<(HeaderName, HeaderValue)>,
     pub(crate) graceful_statuses: Vec<u16>,
     pub(crate) text_limit: usize,
+    pub(crate) limits: ResponseLimits,
     /// A gap between two content deltas longer than this is a stall.
     pub(crate) stall_gap: Duration,
     /// PEM bundle of extra trusted CA certificates for `https://`.
@@ -80,7 +86,12 @@ impl Client {
             &tls,
         )?;
         Ok(Self {
-            pool: transport::pool(config.connections, config.connect_timeout, tls),
+            pool: transport::pool(
+                config.connections,
+                config.connect_timeout,
+                tls,
+                config.limits.head_bytes,
+            ),
             shared: Arc::new(Shared { endpoint, config }),
         })
     }
@@ -169,12 +180,15 @@ impl Client {
 
     async fn control_body(&self, request: &Request) -> crate::Result<Bytes> {
         let fut = async {
+            let limits = &self.shared.config.limits;
             let built = self.shared.endpoint.pooled(request)?;
-            let response = self.pool.request(built).await.map_err(|e| {
-                Failure::NoResponse(format!("no response: {}", classify::error_chain(&e)))
-            })?;
+            let response = self
+                .pool
+                .request(built)
+                .await
+                .map_err(|e| classify::no_response(&e, limits.head_bytes))?;
             let status = response.status();
-            let body = body::read_body(response.into_body()).await?;
+            let body = body::read_body(response.into_body(), limits.body_bytes).await?;
             if !status.is_success() {
                 return Err(Failure::Status {
                     status,
@@ -201,9 +215,13 @@ impl Client {
         };
         let response = match self.pool.request(built).await {
             Ok(r) => r,
-            Err(e) => return fail(record, Failure::NoResponse(classify::error_chain(&e))),
+            Err(e) => return fail(record, self.no_response(&e)),
         };
         self.receive(request, record, response).await;
+    }
+
+    fn no_response(&self, e: &(dyn std::error::Error + 'static)) -> Failure {
+        classify::no_response(e, self.shared.config.limits.head_bytes)
     }
 
     /// [`exchange`](Self::exchange) on `conn`; the connection is kept for the next request
@@ -224,8 +242,14 @@ impl Client {
                 Ok(r) => r,
                 Err(f) => return fail(record, f),
             };
+            let config = &shared.config;
             let mut checkout = match conn
-                .checkout(&shared.endpoint, shared.config.connect_timeout, moved_from)
+                .checkout(
+                    &shared.endpoint,
+                    config.connect_timeout,
+                    config.limits.head_bytes,
+                    moved_from,
+                )
                 .await
             {
                 Ok(c) => c,
@@ -240,7 +264,7 @@ impl Client {
             let response = match checkout.sender.send_request(http_request).await {
                 Ok(r) => r,
                 Err(e) => {
-                    let failure = Failure::NoResponse(classify::error_chain(&e));
+                    let failure = self.no_response(&e);
                     if conn.usage().is_some_and(|u| may_send_again(&u)) {
                         moved_from = Some(failure.to_string());
                         continue;
@@ -248,7 +272,15 @@ impl Client {
                     return fail(record, failure);
                 }
             };
-            self.receive(request, record, response).await;
+            if let Some(id) = self.receive(request, record, response).await
+                && !id.is_empty()
+            {
+                // The reply to an earlier request: its connection is not kept.
+                if conn.last_id.as_deref() == Some(id.as_str()) {
+                    return fail(record, Failure::StaleReply { id });
+                }
+                conn.last_id = Some(id);
+            }
             let read_whole = record.status != 0
                 && !matches!(
                     record.outcome,
@@ -262,13 +294,14 @@ impl Client {
         }
     }
 
-    /// Reads and classifies a response.
+    /// Reads and classifies a response; returns the message id of a successful Messages
+    /// reply.
     async fn receive(
         &self,
         request: &Request,
         record: &mut RequestResult,
         response: http::Response<Incoming>,
-    ) {
+    ) -> Option<String> {
         record.first_byte_at = Some(Instant::now());
         record.status = response.status().as_u16();
         record.retry_after = response
@@ -281,45 +314,66 @@ impl Client {
             .get(CONTENT_TYPE)
             .and_then(|v| v.to_str().ok())
             .is_some_and(|v| v.starts_with("text/event-stream"));
+        let encoding = response
+            .headers()
+            .get(CONTENT_ENCODING)
+            .map(|v| String::from_utf8_lossy(v.as_bytes()).into_owned())
+            .filter(|v| !v.trim().eq_ignore_ascii_case("identity"));
+        let config = &self.shared.config;
         let text_limit = if request.keep_text {
-            self.shared.config.text_limit
+            config.text_limit
         } else {
             0
         };
+        let limits = config.limits;
         let body = response.into_body();
         if classify::is_success(record.status) {
+            let reads_body = text_limit > 0 || matches!(request.expect, Expect::Message { .. });
+            if let Some(encoding) = encoding.filter(|_| reads_body) {
+                fail(record, Failure::Encoding(encoding));
+                return None;
+            }
             let read = match request.expect {
-                Expect::Message {
-                    stream: true,
-                    max_tokens,
-                } if is_sse => {
-                    let c = &self.shared.config;
-                    let read = body::StreamRead {
+                Expect::Message { stream, max_tokens } => {
+                    let reading = Reading {
                         text_limit,
                         max_tokens,
-                        stall: c.stall_gap,
-                        truth: c.timing_truth,
-                        delay: c.receive_delay,
+                        stall: config.stall_gap,
+                        truth: config.timing_truth,
+                        delay: config.receive_delay,
+                        limits,
                     };
-                    body::read_stream(body, record, read).await
+                    if stream && is_sse {
+                        body::read_stream(body, record, reading).await.map(Some)
+                    } else {
+                        body::read_message(body, record, reading).await.map(Some)
+                    }
                 }
-                Expect::Message { max_tokens, .. } => {
-                    body::read_message(body, record, text_limit, max_tokens).await
-                }
-                Expect::Any if text_limit == 0 => body::drain_body(body).await,
-                Expect::Any => body::read_body(body).await.map(|bytes| {
+                Expect::Any if text_limit == 0 => body::drain_body(body, limits.body_bytes)
+                    .await
+                    .map(|()| None),
+                Expect::Any => body::read_body(body, limits.body_bytes).await.map(|bytes| {
                     record.text = Some(classify::truncated(&bytes, text_limit));
+                    None
                 }),
             };
-            match read {
-                Ok(()) => record.outcome = Outcome::Success,
-                Err(f) => fail(record, f),
-            }
-            return;
+            return match read {
+                Ok(id) => {
+                    record.outcome = Outcome::Success;
+                    id
+                }
+                Err(f) => {
+                    fail(record, f);
+                    None
+                }
+            };
         }
-        let bytes = match body::read_body(body).await {
+        let bytes = match body::read_body(body, limits.body_bytes).await {
             Ok(b) => b,
-            Err(f) => return fail(record, f),
+            Err(f) => {
+                fail(record, f);
+                return None;
+            }
         };
         let envelope = ErrorEnvelope::parse(&bytes);
         record.error_type = envelope.as_ref().map(|e| e.error.kind.clone());
@@ -334,6 +388,7 @@ impl Client {
             envelope.as_ref(),
             &bytes,
         ));
+        None
     }
 }
 

@@ -37,7 +37,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
-use http::header::{CONTENT_TYPE, HOST, HeaderName, HeaderValue};
+use http::header::{ACCEPT_ENCODING, CONTENT_TYPE, HOST, HeaderName, HeaderValue};
 use http::{HeaderMap, Uri};
 use http_body_util::Full;
 use hyper::client::conn::http1::{self, SendRequest};
@@ -71,10 +71,19 @@ const READY_LIMIT: Duration = Duration::from_millis(250);
 /// The shared connection pool.
 pub(crate) type Pool = HyperClient<HttpsConnector<HttpConnector>, Full<Bytes>>;
 
+/// hyper's smallest read buffer bound (its builders panic below it).
+const MIN_BUF_BYTES: usize = 8192;
+
 /// A pool of at most `idle` idle connections, connecting (TCP) within `connect_timeout`,
 /// for `http://` and `https://` alike (TLS with `tls`; the handshake is bounded by the
-/// request timeout of each control request).
-pub(crate) fn pool(idle: usize, connect_timeout: Duration, tls: rustls::ClientConfig) -> Pool {
+/// request timeout of each control request), reading response heads of at most
+/// `max(head_bytes, 8 KiB)`.
+pub(crate) fn pool(
+    idle: usize,
+    connect_timeout: Duration,
+    tls: rustls::ClientConfig,
+    head_bytes: usize,
+) -> Pool {
     let mut tcp = HttpConnector::new();
     tcp.set_nodelay(true);
     tcp.set_connect_timeout(Some(connect_timeout));
@@ -86,6 +95,7 @@ pub(crate) fn pool(idle: usize, connect_timeout: Duration, tls: rustls::ClientCo
         .enable_http1()
         .wrap_connector(tcp);
     HyperClient::builder(TokioExecutor::new())
+        .http1_max_buf_size(head_bytes.max(MIN_BUF_BYTES))
         .pool_idle_timeout(IDLE_LIMIT)
         .pool_timer(TokioTimer::new())
         .pool_max_idle_per_host(idle.max(1))
@@ -197,6 +207,8 @@ impl Endpoint {
             headers.append(X_API_KEY, key.clone());
         }
         headers.append(ANTHROPIC_VERSION, HeaderValue::from_static("2023-06-01"));
+        // Bodies are read as sent: a content coding the harness would have to undo is refused.
+        headers.append(ACCEPT_ENCODING, HeaderValue::from_static("identity"));
         if let Some(session) = &request.session_id {
             let value = HeaderValue::from_str(session)
                 .map_err(|e| Failure::Build(format!("session id {session:?}: {e}")))?;
@@ -217,6 +229,8 @@ pub(crate) struct Conn {
     last_uri: Option<(String, Uri)>,
     /// The connection of the request in flight (or last sent), and where its counts started.
     current: Option<Current>,
+    /// The message id of the last reply read on this worker's connections.
+    pub(super) last_id: Option<String>,
 }
 
 #[derive(Debug)]
@@ -267,9 +281,9 @@ impl Conn {
     }
 
     /// A sender ready for one request: the open connection if it can be reused, else a new one
-    /// to `endpoint`, connected (TCP and TLS) within `connect_timeout`. With `moved_from`
-    /// (why a first try on a reused connection failed before a byte was written), always a
-    /// new one.
+    /// to `endpoint`, connected (TCP and TLS) within `connect_timeout`, reading response heads
+    /// of at most `head_bytes`. With `moved_from` (why a first try on a reused connection
+    /// failed before a byte was written), always a new one.
     ///
     /// The sender is taken out: give it back with [`put_back`](Self::put_back) once its
     /// request was written whole and its response read whole.
@@ -277,6 +291,7 @@ impl Conn {
         &mut self,
         endpoint: &Endpoint,
         connect_timeout: Duration,
+        head_bytes: usize,
         moved_from: Option<String>,
     ) -> Result<Checkout, Failure> {
         let open = self.open.take();
@@ -315,7 +330,7 @@ impl Conn {
             },
         });
         let wire = Arc::new(Wire::default());
-        let sender = connect(endpoint, connect_timeout, wire.clone()).await?;
+        let sender = connect(endpoint, connect_timeout, head_bytes, wire.clone()).await?;
         if let Some(current) = &mut self.current {
             current.usage.connected = true;
             current.start = wire.start_request();
@@ -353,10 +368,12 @@ impl Conn {
 }
 
 /// A new connection to `endpoint`: TCP, then TLS for https, both within `connect_timeout`,
-/// then the HTTP/1 handshake; its bytes are counted into `wire`.
+/// then the HTTP/1 handshake reading response heads of at most `head_bytes`; its bytes are
+/// counted into `wire`.
 async fn connect(
     endpoint: &Endpoint,
     connect_timeout: Duration,
+    head_bytes: usize,
     wire: Arc<Wire>,
 ) -> Result<SendRequest<Tracked>, Failure> {
     let addr = endpoint.connect_to.as_str();
@@ -379,11 +396,11 @@ async fn connect(
     // Small requests must not wait for Nagle's algorithm; failure only costs latency.
     let _ = stream.set_nodelay(true);
     let Some(tls) = &endpoint.tls else {
-        return handshake(Counted::new(stream, wire)).await;
+        return handshake(Counted::new(stream, wire), head_bytes).await;
     };
     let left = connect_timeout.saturating_sub(started.elapsed());
     match tokio::time::timeout(left, tls.connect(stream)).await {
-        Ok(Ok(stream)) => handshake(Counted::new(stream, wire)).await,
+        Ok(Ok(stream)) => handshake(Counted::new(stream, wire), head_bytes).await,
         Ok(Err(e)) => Err(Failure::Tls {
             addr: addr.to_owned(),
             reason: error_chain(&e),
@@ -398,12 +415,16 @@ async fn connect(
     }
 }
 
-/// The HTTP/1 handshake on an open connection (plain or TLS).
-async fn handshake<T>(io: T) -> Result<SendRequest<Tracked>, Failure>
+/// The HTTP/1 handshake on an open connection (plain or TLS), reading response heads of at
+/// most `head_bytes`.
+async fn handshake<T>(io: T, head_bytes: usize) -> Result<SendRequest<Tracked>, Failure>
 where
     T: AsyncRead + AsyncWrite + Unpin + Send + 'static,
 {
-    let (sender, connection) = http1::handshake(TokioIo::new(io))
+    let (sender, connection) = http1::Builder::new()
+        .max_buf_size(head_bytes.max(MIN_BUF_BYTES))
+        .max_header_size(head_bytes)
+        .handshake(TokioIo::new(io))
         .await
         .map_err(|e| Failure::Handshake(error_chain(&e)))?;
     // The connection task ends when the sender is dropped or the peer closes.

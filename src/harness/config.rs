@@ -7,7 +7,7 @@ use std::time::Duration;
 use http::header::{HeaderName, HeaderValue};
 
 use crate::metrics::{DEFAULT_STALL_GAP, MetricsCollector, Slo};
-use crate::{Error, ServerMetricNames};
+use crate::{Error, ResponseLimits, ServerMetricNames};
 
 /// Default base URL: the seed's server address.
 pub const DEFAULT_BASE_URL: &str = "http://localhost:8000";
@@ -62,6 +62,8 @@ pub struct StressConfig {
     pub seed: u64,
     /// Extra time past a run's end for in-flight requests, on top of the timeout.
     pub grace: Duration,
+    /// Bounds on what one response may make the harness read and hold.
+    pub limits: ResponseLimits,
     /// Whether generated Messages requests (agent turns, the suite's scenarios) ask for a
     /// stream, as real clients do; on by default.
     pub stream: bool,
@@ -112,6 +114,7 @@ impl StressConfig {
             text_limit: 4096,
             seed: 0x5eed,
             grace: Duration::from_secs(5),
+            limits: ResponseLimits::default(),
             stream: true,
             slo: Slo::default(),
             stall_gap: DEFAULT_STALL_GAP,
@@ -245,6 +248,13 @@ impl StressConfig {
         self
     }
 
+    /// Sets the bounds on one response.
+    #[must_use]
+    pub fn limits(mut self, limits: ResponseLimits) -> Self {
+        self.limits = limits;
+        self
+    }
+
     /// Whether generated Messages requests ask for a stream (default: yes).
     #[must_use]
     pub fn stream(mut self, stream: bool) -> Self {
@@ -331,6 +341,7 @@ impl StressConfig {
                 format!("{:?} is longer than {MAX_DURATION:?}", self.duration),
             );
         }
+        self.limits.validate()?;
         if self.stall_gap.is_zero() {
             return bad("stall_gap", "must be positive".to_owned());
         }

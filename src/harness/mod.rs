@@ -140,6 +140,7 @@ impl StressHarness {
             headers: headers(&config),
             graceful_statuses: config.graceful_statuses.clone(),
             text_limit: config.text_limit,
+            limits: config.limits,
             stall_gap: config.stall_gap,
             ca_file: config.ca_file.clone(),
             timing_truth: config.timing_truth,

@@ -25,12 +25,15 @@ pub enum Outcome {
     ClientError,
     /// 5xx that is not a configured graceful rejection.
     ServerError,
-    /// No complete response within the request timeout.
+    /// No complete response within the request timeout, or a stream idle for longer than
+    /// [`ResponseLimits::stream_idle`](crate::ResponseLimits::stream_idle).
     Timeout,
     /// No HTTP response at all: refused, reset or closed before a status line.
     Connect,
-    /// A response that breaks the protocol: invalid JSON or SSE, a stream without
-    /// `message_stop`, an `event: error` mid-stream, 200 with zero output tokens.
+    /// A response that breaks the protocol: a head that is not HTTP or too large, a body cut
+    /// short or too large, invalid JSON or SSE, an event or a stream past its bound, a stream
+    /// without `message_stop`, an `event: error` mid-stream, 200 with zero output tokens, an
+    /// unasked-for content coding, a reply repeating the previous reply's id.
     Protocol,
 }
 

@@ -133,3 +133,111 @@ fn session_ids() {
         assert!(e.starts_with("invalid X-Session-ID"), "{e}");
     }
 }
+
+mod arbitrary_bytes {
+    use proptest::prelude::*;
+    use serde_json::{Value, json};
+
+    use super::*;
+
+    /// Any JSON value, nested a few levels.
+    fn any_json() -> impl Strategy<Value = Value> {
+        let leaf = prop_oneof![
+            Just(Value::Null),
+            any::<bool>().prop_map(Value::Bool),
+            any::<i64>().prop_map(|n| json!(n)),
+            any::<f64>().prop_map(|x| json!(x)),
+            "[ -~é✓]{0,12}".prop_map(Value::String),
+            Just(json!("user")),
+            Just(json!("assistant")),
+            Just(json!("text")),
+        ];
+        leaf.prop_recursive(3, 24, 4, |inner| {
+            prop_oneof![
+                proptest::collection::vec(inner.clone(), 0..4).prop_map(Value::Array),
+                proptest::collection::btree_map(
+                    prop_oneof![
+                        Just("role".to_owned()),
+                        Just("content".to_owned()),
+                        Just("type".to_owned()),
+                        Just("text".to_owned()),
+                        "[a-z_]{1,8}",
+                    ],
+                    inner,
+                    0..4
+                )
+                .prop_map(|m| Value::Object(m.into_iter().collect())),
+            ]
+        })
+    }
+
+    /// Request bodies with the real field names and values of any type.
+    fn request_body() -> impl Strategy<Value = Vec<u8>> {
+        let field = prop_oneof![
+            Just("model"),
+            Just("messages"),
+            Just("max_tokens"),
+            Just("stream"),
+            Just("system"),
+            Just("temperature"),
+            Just("top_k"),
+            Just("stop_sequences"),
+            Just("metadata"),
+        ];
+        let object =
+            proptest::collection::vec((field.clone(), any_json()), 0..9).prop_map(|fields| {
+                let map: serde_json::Map<String, Value> =
+                    fields.into_iter().map(|(k, v)| (k.to_owned(), v)).collect();
+                serde_json::to_vec(&Value::Object(map)).unwrap_or_default()
+            });
+        // A valid request with one field replaced by anything: deep into the validator.
+        let one_off = (field, any_json()).prop_map(|(k, v)| {
+            let mut valid: Value = serde_json::from_str(OK).unwrap_or_default();
+            valid[k] = v;
+            serde_json::to_vec(&valid).unwrap_or_default()
+        });
+        prop_oneof![
+            3 => object,
+            3 => one_off,
+            1 => proptest::collection::vec(any::<u8>(), 0..200),
+        ]
+    }
+
+    proptest! {
+        #![proptest_config(ProptestConfig::with_cases(512))]
+
+        /// Any bytes: an error that says something, or a request within the contract.
+        #[test]
+        fn any_body_is_refused_with_a_reason_or_valid(
+            body in request_body(),
+            count in any::<bool>(),
+        ) {
+            let endpoint = if count { Endpoint::CountTokens } else { Endpoint::Messages };
+            match parse_request(&body, endpoint) {
+                Err(reason) => prop_assert!(!reason.is_empty()),
+                Ok(r) => {
+                    prop_assert!(!r.model.is_empty());
+                    prop_assert!(!r.messages.is_empty());
+                    prop_assert!(u64::from(r.max_tokens) <= MAX_TOKENS_LIMIT);
+                    if !count {
+                        prop_assert!(r.max_tokens >= 1);
+                    }
+                }
+            }
+        }
+
+        /// Any header bytes: a session agent exactly when the id is 1 to 256 bytes of
+        /// `[A-Za-z0-9_-]`.
+        #[test]
+        fn any_session_header_is_judged_by_its_grammar(
+            raw in prop_oneof![
+                proptest::collection::vec(any::<u8>(), 0..300),
+                "[A-Za-z0-9_-]{0,300}".prop_map(String::into_bytes),
+            ],
+        ) {
+            let valid = (1..=256).contains(&raw.len())
+                && raw.iter().all(|b| b.is_ascii_alphanumeric() || matches!(b, b'_' | b'-'));
+            prop_assert_eq!(session_agent(&raw).is_ok(), valid);
+        }
+    }
+}

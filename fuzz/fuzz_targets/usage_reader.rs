@@ -1,0 +1,9 @@
+//! libFuzzer target: the JSON usage and error readers (see `checks.rs`).
+#![no_main]
+
+// Each target uses one of the shared checks.
+#[allow(dead_code)]
+#[path = "../checks.rs"]
+mod checks;
+
+libfuzzer_sys::fuzz_target!(|data: &[u8]| checks::usage_reader(data));
