@@ -97,34 +97,46 @@ impl LatencyHistogram {
     ///
     /// Time: O(number of counters).
     pub fn quantile(&self, q: f64) -> Duration {
-        if self.is_empty() {
-            return Duration::ZERO;
-        }
-        Duration::from_micros(self.hist.value_at_quantile(q))
+        quantile(&self.hist, q)
     }
 
     /// Count, min, mean, p50, p90, p95, p99, p99.9 and max; all zero when empty.
     ///
     /// Time: O(number of counters).
     pub fn summary(&self) -> LatencySummary {
-        if self.is_empty() {
-            return LatencySummary::default();
-        }
-        let mean_us = self.hist.mean();
-        LatencySummary {
-            count: self.len(),
-            saturated: self.saturated,
-            min: Duration::from_micros(self.hist.min()),
-            // The mean of values in [0, 1 h] is finite and non-negative.
-            mean: Duration::from_secs_f64(mean_us / 1e6),
-            p50: self.quantile(0.50),
-            p90: self.quantile(0.90),
-            p95: self.quantile(0.95),
-            p99: self.quantile(0.99),
-            p999: self.quantile(0.999),
-            max: Duration::from_micros(self.hist.max()),
-        }
+        summarize(&self.hist, self.saturated).unwrap_or_default()
     }
+}
+
+/// The value of a µs histogram at quantile `q`; zero when empty.
+pub(super) fn quantile<T: hdrhistogram::Counter>(hist: &Histogram<T>, q: f64) -> Duration {
+    if hist.is_empty() {
+        return Duration::ZERO;
+    }
+    Duration::from_micros(hist.value_at_quantile(q))
+}
+
+/// The summary of a µs histogram with `saturated` clamped values; `None` when empty.
+pub(super) fn summarize<T: hdrhistogram::Counter>(
+    hist: &Histogram<T>,
+    saturated: u64,
+) -> Option<LatencySummary> {
+    if hist.is_empty() {
+        return None;
+    }
+    Some(LatencySummary {
+        count: hist.len(),
+        saturated,
+        min: Duration::from_micros(hist.min()),
+        // The mean of values in [0, 1 h] is finite and non-negative.
+        mean: Duration::from_secs_f64(hist.mean() / 1e6),
+        p50: quantile(hist, 0.50),
+        p90: quantile(hist, 0.90),
+        p95: quantile(hist, 0.95),
+        p99: quantile(hist, 0.99),
+        p999: quantile(hist, 0.999),
+        max: Duration::from_micros(hist.max()),
+    })
 }
 
 /// Summary figures of a [`LatencyHistogram`]. Durations are written to JSON as milliseconds

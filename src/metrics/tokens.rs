@@ -81,32 +81,14 @@ impl CompactHistogram {
 
     /// The value at quantile `q` in `[0, 1]`; zero when empty.
     pub fn quantile(&self, q: f64) -> Duration {
-        if self.is_empty() {
-            return Duration::ZERO;
-        }
-        Duration::from_micros(self.hist.value_at_quantile(q))
+        super::histogram::quantile(&self.hist, q)
     }
 
     /// The summary, or `None` when nothing was recorded (a figure not measured).
     ///
     /// Time: O(number of counters).
     pub fn summary(&self) -> Option<LatencySummary> {
-        if self.is_empty() {
-            return None;
-        }
-        Some(LatencySummary {
-            count: self.len(),
-            saturated: self.saturated,
-            min: Duration::from_micros(self.hist.min()),
-            // The mean of values in [0, 1 h] is finite and non-negative.
-            mean: Duration::from_secs_f64(self.hist.mean() / 1e6),
-            p50: self.quantile(0.50),
-            p90: self.quantile(0.90),
-            p95: self.quantile(0.95),
-            p99: self.quantile(0.99),
-            p999: self.quantile(0.999),
-            max: Duration::from_micros(self.hist.max()),
-        })
+        super::histogram::summarize(&self.hist, self.saturated)
     }
 
     /// The recorded values as `(value, count)` pairs, each value the highest equivalent value of
