@@ -324,7 +324,12 @@ const fn row(
 
 /// Runs `scenario` against a fresh server of `personality`.
 async fn run(personality: &str, scenario: Scenario) -> Report {
-    let process = ReferenceProcess::spawn(&["--personality", personality]);
+    // llama-server serves /metrics only when started with --metrics, as the profile says.
+    let args: &[&str] = match personality {
+        "llama.cpp" => &["--personality", personality, "--llamacpp-metrics"],
+        _ => &["--personality", personality],
+    };
+    let process = ReferenceProcess::spawn(args);
     let config = StressConfig::new(process.base_url()).model(MODEL);
     let target = if undeclared() {
         Target::new(config)
@@ -363,6 +368,16 @@ async fn run(personality: &str, scenario: Scenario) -> Report {
     };
     let report = report.expect("valid settings");
     drop(process);
+    // The server's own metrics are read by the names its profile declares.
+    if let (false, Some(server)) = (undeclared(), &report.server) {
+        assert!(
+            server.error.is_none() && server.summary.samples > 0,
+            "{name}: /metrics read by {:?}: {} samples, {:?}",
+            server.names,
+            server.summary.samples,
+            server.error
+        );
+    }
     let _ = report.write_all(&reports_dir());
     report
 }

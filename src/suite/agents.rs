@@ -124,7 +124,7 @@ pub(crate) async fn conversations(
             agent
         }
     });
-    let scraper = scrape(target, &harness, Duration::from_millis(250));
+    let scraper = scrape(&harness, Duration::from_millis(250));
     let (by_agent, _) = tokio::join!(talk, noise);
     let server = match scraper {
         Some(s) => Some(s.stop().await),

@@ -81,14 +81,10 @@ fn analyze(target: &Target, results: &[RequestResult]) -> LoadMetrics {
     MetricsCollector::analyze_with(results, c.slo, c.stall_gap)
 }
 
-/// Starts reading the server's `/metrics` every `interval` when the target's settings name
-/// metrics to read.
-fn scrape(
-    target: &Target,
-    harness: &crate::StressHarness,
-    interval: Duration,
-) -> Option<ServerScraper> {
-    let names = target.config().server_metrics.clone()?;
+/// Starts reading the server's `/metrics` every `interval` when the harness's settings name
+/// metrics to read (those of the target's profile, see [`Target::harness`]).
+fn scrape(harness: &crate::StressHarness, interval: Duration) -> Option<ServerScraper> {
+    let names = harness.config().server_metrics.clone()?;
     Some(ServerScraper::start(
         harness.client().clone(),
         names,

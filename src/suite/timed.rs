@@ -59,7 +59,7 @@ pub async fn sustained(
     // Warm-up covers the workload's own ramp: conversations reach their steady-state length
     // (at most 16 turns at about one turn per agent per second) within 20 s.
     options.warmup = options.window.max(SUSTAINED_WARMUP).min(duration / 2);
-    let scraper = scrape(target, &harness, options.memory_interval.max(SCRAPE_FLOOR));
+    let scraper = scrape(&harness, options.memory_interval.max(SCRAPE_FLOOR));
     let sustained = harness
         .run_sustained(options.clone(), |mut agent: Agent, slot| async move {
             // Conversations end at random (one in eight turns, at most 16), so the agents are
@@ -108,7 +108,7 @@ pub async fn realistic(target: &Target, name: &str, span: Duration) -> crate::Re
     let sampler = target.server_pid().and_then(|pid| {
         crate::MemorySampler::start(pid, (span / 100).max(Duration::from_millis(100))).ok()
     });
-    let scraper = scrape(target, &harness, (span / 100).max(SCRAPE_FLOOR));
+    let scraper = scrape(&harness, (span / 100).max(SCRAPE_FLOOR));
     let started = Instant::now();
     let by_agent = harness
         .run_agent_workloads(n, move |mut agent: Agent| {
