@@ -6,6 +6,7 @@
 //! would otherwise carry one test's agents into the next.
 
 use std::collections::BTreeMap;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, PoisonError};
 use std::time::{Duration, Instant};
 
@@ -93,7 +94,9 @@ fn encode(id: &str) -> String {
 ///
 /// When the budget runs out, deletions not yet sent are not sent (counted as
 /// [`not_sent`](Cleanup::not_sent): the agents stay, for the profile's cache reset to clear)
-/// and deletions in flight are abandoned (counted as [`failed`](Cleanup::failed)).
+/// and deletions in flight are abandoned (counted as [`failed`](Cleanup::failed)). A 429 stops
+/// the clean-up the same way: a server whose rate limiter refuses one deletion would refuse
+/// the rest (agent-memory's limiter counts every route, `rate_limiter.py:174-185`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct CleanupLimits {
     /// Time for the whole clean-up.
@@ -124,7 +127,7 @@ pub struct Cleanup {
     pub already_gone: u64,
     /// Deletions answered otherwise, not answered, or abandoned when the budget ran out.
     pub failed: u64,
-    /// Deletions never sent: the budget ran out first.
+    /// Deletions never sent: the budget ran out, or a 429 stopped the clean-up, first.
     pub not_sent: u64,
     /// The first failure's reason.
     pub first_failure: Option<String>,
@@ -205,14 +208,17 @@ pub(crate) async fn delete_all(
         ..Cleanup::default()
     };
     let queue = Arc::new(Mutex::new(ids));
+    let limited = Arc::new(AtomicBool::new(false));
     let mut workers = tokio::task::JoinSet::new();
     for _ in 0..limits.concurrency.max(1) {
-        let (client, template, queue) = (client.clone(), template.clone(), Arc::clone(&queue));
+        let (client, template) = (client.clone(), template.clone());
+        let (queue, limited) = (Arc::clone(&queue), Arc::clone(&limited));
         workers.spawn(async move {
             let mut tally = Cleanup::default();
             loop {
                 let left = deadline.saturating_duration_since(Instant::now());
-                if left.is_zero() {
+                // Only a stop signal: nothing else is published through it.
+                if left.is_zero() || limited.load(Ordering::Relaxed) {
                     break;
                 }
                 let Some(id) = queue.lock().unwrap_or_else(PoisonError::into_inner).pop() else {
@@ -223,6 +229,13 @@ pub(crate) async fn delete_all(
                 match tokio::time::timeout(left, client.send(&request, Instant::now())).await {
                     Ok(r) if (200..300).contains(&r.status) => tally.deleted += 1,
                     Ok(r) if r.status == 404 => tally.already_gone += 1,
+                    Ok(r) if r.status == 429 => {
+                        limited.store(true, Ordering::Relaxed);
+                        tally.fail(format!(
+                            "{what}: {} (rate limited: the rest are not sent)",
+                            r.error.unwrap_or_else(|| "status 429".to_owned())
+                        ));
+                    }
                     Ok(r) => tally.fail(format!(
                         "{what}: {}",
                         r.error.unwrap_or_else(|| format!("status {}", r.status))

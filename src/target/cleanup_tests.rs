@@ -14,7 +14,8 @@ use crate::StressConfig;
 use crate::target::{Profile, Target};
 
 /// A loopback server that keeps every request head it reads and answers 404 for paths that
-/// contain `gone`, 204 otherwise, or never answers when `hang`.
+/// contain `gone`, 429 for paths that contain `limit`, 204 otherwise, or never answers when
+/// `hang`.
 struct Capture {
     url: String,
     heads: Arc<Mutex<Vec<String>>>,
@@ -45,8 +46,11 @@ async fn capture(hang: bool) -> Capture {
                     if hang {
                         tokio::time::sleep(Duration::from_secs(3600)).await;
                     }
-                    let answer: &[u8] = if head.lines().next().unwrap_or("").contains("gone") {
+                    let line = head.lines().next().unwrap_or("");
+                    let answer: &[u8] = if line.contains("gone") {
                         b"HTTP/1.1 404 Not Found\r\ncontent-type: application/json\r\ncontent-length: 22\r\n\r\n{\"detail\":\"not found\"}"
+                    } else if line.contains("limit") {
+                        b"HTTP/1.1 429 Too Many Requests\r\nretry-after: 50\r\ncontent-length: 0\r\n\r\n"
                     } else {
                         b"HTTP/1.1 204 No Content\r\n\r\n"
                     };
@@ -133,6 +137,28 @@ async fn a_server_that_never_answers_is_bounded_by_the_budget() {
     );
     assert_eq!(server.heads.lock().unwrap().len(), 2, "{c}");
     assert!(!c.complete());
+}
+
+#[tokio::test]
+async fn a_rate_limited_deletion_stops_the_cleanup() {
+    let server = capture(false).await;
+    let limits = CleanupLimits {
+        budget: Duration::from_secs(5),
+        concurrency: 1,
+    };
+    let target = target(&server.url, Some(deletion())).cleanup_limits(limits);
+    // Popped from the end: `limit-4` first.
+    let c = target
+        .delete_agents(ids(&["a-1", "a-2", "a-3", "limit-4"]))
+        .await;
+    assert_eq!((c.failed, c.not_sent, c.deleted), (1, 3, 0), "{c}");
+    assert!(
+        c.first_failure
+            .as_deref()
+            .is_some_and(|f| f.contains("rate limited")),
+        "{c}"
+    );
+    assert_eq!(server.heads.lock().unwrap().len(), 1);
 }
 
 #[tokio::test]
