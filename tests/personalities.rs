@@ -158,7 +158,6 @@ const TABLE: &[Expected] = &[
         GracefulRejection,
         &[
             (ErrorRate, FAIL),
-            (PoolReached, INCONCLUSIVE),
             (RejectionsSeen, FAIL),
             (RejectionsWellFormed, FAIL),
         ],
@@ -412,6 +411,9 @@ async fn check(personality: &str, scenario: Scenario) {
     );
     for v in report.verdicts.iter().filter(|v| !v.passed()) {
         println!("  {v}");
+    }
+    if let Some(cleanup) = &report.cleanup {
+        println!("  {cleanup}");
     }
     let row = TABLE
         .iter()

@@ -17,6 +17,7 @@ use semantic_stress::report::charts::{
     LATENCY_SERIES, MEMORY_SERIES, SERVER_SERIES, SERVING_SERIES, THROUGHPUT_SERIES,
 };
 use semantic_stress::report::{SCHEMA_VERSION, Series};
+use semantic_stress::target::Cleanup;
 use semantic_stress::{
     GeneratorStats, MemorySample, Report, ServerMetricNames, ServerMetrics, ServerSample,
 };
@@ -142,6 +143,18 @@ fn synthetic(name: &str, scale: f64) -> Report {
         degradation: windows.degradation(3),
     });
     report.metrics = Some(metrics);
+    report.cleanup = Some(Cleanup {
+        agents: 12,
+        deleted: 9,
+        already_gone: 2,
+        failed: 1,
+        not_sent: 0,
+        first_failure: Some("DELETE /v1/agents/sess_a-3: status 500".to_owned()),
+        took: Duration::from_millis(35),
+        budget: Duration::from_secs(10),
+        concurrency: 8,
+        skipped: None,
+    });
     let server: Vec<ServerSample> = (0..=RUN.as_secs() / 10)
         .map(|k| ServerSample {
             at: Duration::from_secs(k * 10),
@@ -321,6 +334,10 @@ fn json_matches_the_documented_schema() {
     assert_eq!(json["trust"]["trustworthy"], true);
     assert!(report.text().contains(&line), "{}", report.text());
     assert!(report.markdown().contains(&line));
+    // So is the cleanup summary.
+    let cleanup = report.cleanup.as_ref().unwrap().to_string();
+    assert!(cleanup.contains("12 agents: 9 deleted, 2 already gone, 1 failed"));
+    assert!(report.text().contains(&cleanup) && report.markdown().contains(&cleanup));
     // The synthetic report reaches every documented object, so no table goes unchecked.
     let seen = reached(&json, "Report", &docs);
     let unseen: Vec<_> = docs.keys().filter(|k| !seen.contains(k)).collect();

@@ -10,16 +10,33 @@ use crate::{Outcome, RequestResult};
 /// Error rate (graceful rejections not counted) below `max` (seed: 5% under exhaustion, 1%
 /// sustained).
 pub fn error_rate(m: &LoadMetrics, max: f64) -> Verdict {
+    let c = &m.counts;
+    let classes: Vec<String> = [
+        ("protocol", c.protocol),
+        ("client_error", c.client_error),
+        ("server_error", c.server_error),
+        ("timeout", c.timeout),
+        ("connect", c.connect),
+    ]
+    .iter()
+    .filter(|(_, n)| *n > 0)
+    .map(|(name, n)| format!("{name} {n}"))
+    .collect();
     Verdict::new(
         Check::ErrorRate,
         m.total > 0 && m.error_rate < max,
         format!("< {}", pct(max)),
         pct(m.error_rate),
         format!(
-            "{} of {} requests failed (graceful rejections, {}, not counted){}",
+            "{} of {} requests failed (graceful rejections, {}, not counted){}{}",
             m.errors,
             m.total,
             m.rejected,
+            if classes.is_empty() {
+                String::new()
+            } else {
+                format!(": {}", classes.join(", "))
+            },
             if m.total == 0 {
                 "; no requests were recorded"
             } else {

@@ -39,6 +39,7 @@ pub async fn concurrent_burst(target: &Target, name: &str, n: usize) -> crate::R
         checks::only_graceful_failures(&m),
     ]);
     report.metrics = Some(m);
+    clean_up(target, &mut report, agents_of(&run.results)).await;
     report.generator = Some(run.generator);
     Ok(report)
 }
@@ -51,6 +52,11 @@ pub async fn concurrent_burst(target: &Target, name: &str, n: usize) -> crate::R
 /// The exhausting phase is paced rather than a closed loop so that clients answered at once
 /// do not turn into a retry storm that saturates the generator's own cores: rejection latency
 /// then measures the server, not the client.
+///
+/// When the profile names an agent header, every request is a new agent (its own
+/// `X-Session-ID`), as when many users arrive at once: a server that keeps each agent's cache
+/// fills its pool, where identical anonymous prompts may all be one agent (agent-memory derives
+/// an anonymous agent's id from its first 100 prompt tokens, `anthropic_adapter.py:652-658`).
 pub async fn graceful_rejection(
     target: &Target,
     name: &str,
@@ -88,11 +94,21 @@ pub async fn graceful_rejection(
         "Write a long story about caches and agents.",
         max_tokens,
     );
-    let low_body = body.clone();
+    let per_request = !profile.agent_header.is_empty();
+    let tag = run_tag();
+    let agent = move |phase: &str, body: &Request, index: u64| {
+        let request = body.clone();
+        if per_request {
+            request.session(format!("reject-{tag}-{phase}{index}"))
+        } else {
+            request
+        }
+    };
+    let (low_body, low_agent) = (body.clone(), agent.clone());
     let low_run = harness
         .run(
             Load::closed(low.concurrency, crate::Stop::after(low.hold)),
-            move |_| low_body.clone(),
+            move |slot| low_agent("low", &low_body, slot.index),
         )
         .await?;
     let low_end = Instant::now();
@@ -106,7 +122,7 @@ pub async fn graceful_rejection(
                 },
                 crate::Stop::after(high_hold),
             ),
-            move |_| body.clone(),
+            move |slot| agent("high", &body, slot.index),
         )
         .await?;
     let probes = match health {
@@ -163,6 +179,14 @@ pub async fn graceful_rejection(
             format!("{high_rate} requests/s for {high_hold:?}, at most {HIGH_IN_FLIGHT} in flight"),
         )
         .config("max_tokens", max_tokens)
+        .config(
+            "agents",
+            if per_request {
+                "one per request"
+            } else {
+                "anonymous"
+            },
+        )
         .config("high_rate_source", &sizing.source)
         .figure("calibration", &sizing.calibration)
         .figure("peak_pool_utilization", peak)
@@ -213,6 +237,7 @@ pub async fn graceful_rejection(
         target.threshold().exhaustion_error_rate,
     )]);
     report.metrics = Some(m);
+    clean_up(target, &mut report, agents_of(&run.results)).await;
     report.generator = Some(run.generator);
     Ok(report)
 }
@@ -289,6 +314,7 @@ pub async fn no_crash(
         ),
     ]);
     report.metrics = Some(m);
+    clean_up(target, &mut report, agents_of(&run.results)).await;
     report.generator = Some(run.generator);
     Ok(report)
 }
@@ -344,6 +370,7 @@ pub async fn recovery(
     // lucky request that fits in the last free blocks proves nothing.
     let mut recovered = None;
     let mut probes = 0u64;
+    let mut probed = Vec::new();
     let mut streak = 0;
     while stopped.elapsed() < window {
         probes += 1;
@@ -351,7 +378,9 @@ pub async fn recovery(
             .client()
             .send(&normal(&format!("probe-{probes}")), Instant::now())
             .await;
-        if r.outcome == Outcome::Success && r.latency() <= limit {
+        let served = r.outcome == Outcome::Success && r.latency() <= limit;
+        probed.push(r);
+        if served {
             streak += 1;
             if streak == RECOVERY_STREAK {
                 recovered = Some(stopped.elapsed());
@@ -379,6 +408,8 @@ pub async fn recovery(
         checks::recovery(recovered, max),
     ]);
     report.metrics = Some(sat);
+    let used = baseline.iter().chain(&saturation.results).chain(&probed);
+    clean_up(target, &mut report, agents_of(used)).await;
     Ok(report)
 }
 
@@ -409,6 +440,7 @@ pub async fn streams(
         checks::completed(&m, n as u64),
     ]);
     report.metrics = Some(m);
+    clean_up(target, &mut report, agents_of(&run.results)).await;
     report.generator = Some(run.generator);
     Ok(report)
 }

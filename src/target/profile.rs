@@ -8,6 +8,7 @@ use std::path::Path;
 use http::{HeaderName, HeaderValue, Method};
 use serde::{Deserialize, Serialize};
 
+use super::Agents;
 use crate::{Client, Error, Request, ServerMetricNames};
 
 /// Built-in profiles, by name: the TOML files under `profiles/`.
@@ -263,6 +264,9 @@ pub struct Profile {
     pub rejection: Rejection,
     /// How to reset the server's caches after a test; `None` when there is no way.
     pub reset: Option<Reset>,
+    /// What the server offers for agents: how to delete one after a test (`[agents]`).
+    #[serde(default)]
+    pub agents: Agents,
     /// The names of the server's own serving metrics on `GET /metrics` (KV usage, prefix-cache
     /// hits and queries, requests running and waiting, preemptions); `None`: none are read.
     #[serde(default)]
@@ -321,7 +325,11 @@ impl Profile {
     /// # Errors
     /// [`Error::InvalidConfig`] when it does not parse.
     pub fn from_toml(text: &str) -> crate::Result<Self> {
-        toml::from_str(text).map_err(|e| invalid(e.to_string()))
+        let profile: Self = toml::from_str(text).map_err(|e| invalid(e.to_string()))?;
+        if let Some(delete) = &profile.agents.delete {
+            delete.template(|_| Some("x".to_owned()))?;
+        }
+        Ok(profile)
     }
 
     /// The profile as TOML (to copy and edit).
@@ -401,6 +409,7 @@ impl Profile {
                 statuses: default_statuses(),
             },
             reset: None,
+            agents: Agents::default(),
             server_metrics: None,
         }
     }
