@@ -300,6 +300,7 @@ pub async fn no_crash(
         .config("rate_source", &sizing.source)
         .config("duration_s", duration.as_secs_f64())
         .figure("calibration", &sizing.calibration);
+    report.verdicts(sizing.unmeasured());
     report.verdicts([
         checks::accounted(run.sent, run.results.len() as u64),
         served_under_load(&m),
@@ -477,6 +478,25 @@ impl Sizing {
         })
     }
 
+    /// Inconclusive when the rate came from a calibration that measured no capacity (every
+    /// request of the test's shape failed): the floor rate is then no known overload, and a
+    /// server that survives it has shown nothing. `None` otherwise.
+    fn unmeasured(&self) -> Option<Verdict> {
+        let c = self.calibration.as_ref()?;
+        if c.capacity_rps > 0.0 {
+            return None;
+        }
+        Some(Verdict::inconclusive(
+            Check::LoadApplied,
+            "an overload sized from the measured capacity",
+            format!("capacity 0 requests/s: {:.1} requests/s sent", self.rate),
+            format!(
+                "calibration served no request of the test's shape ({}): the load sent is not known to overload the server, so surviving it proves nothing",
+                c.first_failure.as_deref().unwrap_or("no request completed")
+            ),
+        ))
+    }
+
     /// A phase at least `given` long, and long enough for ten requests alone at the measured
     /// idle latency, so a slow server still sees the load build.
     fn hold(&self, given: Duration) -> Duration {
@@ -524,4 +544,45 @@ fn served_under_load(m: &crate::LoadMetrics) -> Verdict {
 /// A rejection, graceful or not: a graceful class, or any rejection status (429, 503, 529).
 fn is_rejection(r: &RequestResult) -> bool {
     r.outcome == Outcome::Rejected || r.has_rejection_status()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn sized(capacity_rps: f64) -> Sizing {
+        Sizing {
+            rate: (capacity_rps * OVERLOAD_FACTOR).max(1.0),
+            source: "test".to_owned(),
+            calibration: Some(super::super::Calibration {
+                max_tokens: 100,
+                idle_latency: Duration::from_millis(20),
+                decode_tokens_per_s: None,
+                knee_concurrency: 1,
+                capacity_rps,
+                peak_pool_utilization: None,
+                complete: false,
+                requests: 5,
+                first_failure: Some("status 404: model not found".to_owned()),
+                elapsed: Duration::from_millis(80),
+            }),
+        }
+    }
+
+    #[test]
+    fn an_overload_sized_from_no_measured_capacity_judges_nothing() {
+        let v = sized(0.0).unmeasured().expect("a verdict");
+        assert_eq!(
+            (v.check, v.status),
+            (Check::LoadApplied, crate::checks::Status::Inconclusive)
+        );
+        assert!(v.message.contains("status 404: model not found"), "{v}");
+        assert!(sized(12.0).unmeasured().is_none());
+        let given = Sizing {
+            rate: 400.0,
+            source: "given".to_owned(),
+            calibration: None,
+        };
+        assert!(given.unmeasured().is_none());
+    }
 }
