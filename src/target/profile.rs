@@ -21,6 +21,7 @@ const BUILT_IN: &[(&str, &str)] = &[
     ("llama.cpp", include_str!("../../profiles/llama.cpp.toml")),
     ("vllm", include_str!("../../profiles/vllm.toml")),
     ("sglang", include_str!("../../profiles/sglang.toml")),
+    ("litellm", include_str!("../../profiles/litellm.toml")),
 ];
 
 /// Where a figure comes from.
@@ -340,7 +341,7 @@ impl Profile {
 
     /// Probes a few routes and picks the built-in profile that fits, with the reason.
     ///
-    /// Bounded by the client's timeout per probe (six probes at most). Falls back to
+    /// Bounded by the client's timeout per probe (seven probes at most). Falls back to
     /// `semantic` (the contract) when nothing else fits.
     pub async fn detect(client: &Client) -> (Self, String) {
         let get =
@@ -383,6 +384,14 @@ impl Profile {
         }
         if get("/get_server_info").await.is_some() {
             return pick("sglang", "GET /get_server_info answers (SGLang)".to_owned());
+        }
+        if let Some(body) = get("/health/liveliness").await
+            && body.contains("I'm alive")
+        {
+            return pick(
+                "litellm",
+                "GET /health/liveliness answers \"I'm alive!\" (LiteLLM proxy)".to_owned(),
+            );
         }
         pick(
             "semantic",
