@@ -234,7 +234,15 @@ const TABLE: &[Expected] = &[
         &[(RejectionsSeen, FAIL)],
         "right: never rejects, so saturation proves nothing about recovery",
     ),
-    row("llama.cpp", RapidAgents, &[], &[], ""),
+    row(
+        "llama.cpp",
+        RapidAgents,
+        &[],
+        &[(Completed, FAIL)],
+        "undeclared, right about the server: it closes the connection after each streamed reply \
+         although it advertised keep-alive, and an agent's next request written on it at once is \
+         lost; the profile asks Connection: close on streams",
+    ),
     row(
         "llama.cpp",
         Isolation,
@@ -251,7 +259,14 @@ const TABLE: &[Expected] = &[
         &[],
         "cache_read_input_tokens from the slot's prefix",
     ),
-    row("llama.cpp", Realistic, &[], &[], ""),
+    row(
+        "llama.cpp",
+        Realistic,
+        &[],
+        &[(AllAnswered, FAIL), (Completed, FAIL)],
+        "undeclared, right about the server: requests sent at once after a streamed reply are \
+         lost on the connection it closes (as for rapid agents)",
+    ),
     // ---- vLLM.
     row("vllm", Burst, &[], &[], "batches of 256"),
     row(

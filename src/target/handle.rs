@@ -185,8 +185,9 @@ impl Target {
         &self.config
     }
 
-    /// A harness with `adjust` applied to this target's settings (reading the server metrics
-    /// the profile names).
+    /// A harness with `adjust` applied to this target's settings, sending and reading as the
+    /// profile says: its agent header, `Connection: close` on streams for a server that closes
+    /// after each, the server metrics it names.
     ///
     /// # Errors
     /// [`Error::InvalidConfig`](crate::Error::InvalidConfig) or
@@ -195,10 +196,17 @@ impl Target {
         &self,
         adjust: impl FnOnce(StressConfig) -> StressConfig,
     ) -> crate::Result<StressHarness> {
+        let agent_header = http::HeaderName::from_bytes(self.profile.agent_header.as_bytes())
+            .map_err(|e| crate::Error::InvalidConfig {
+                field: "profile.agent_header",
+                reason: format!("{:?}: {e}", self.profile.agent_header),
+            })?;
         let config = self
             .config
             .clone()
-            .server_metrics(self.profile.server_metrics.clone());
+            .server_metrics(self.profile.server_metrics.clone())
+            .agent_header(agent_header)
+            .close_after_stream(self.profile.closes_after_stream);
         StressHarness::new(adjust(config))
     }
 

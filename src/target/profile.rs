@@ -255,6 +255,11 @@ pub struct Profile {
     pub shared_prefix: bool,
     /// Whether the server stops a request's work when its client disconnects.
     pub cancels_on_disconnect: bool,
+    /// Whether the server closes the connection after each streamed reply, whatever keep-alive
+    /// it advertised (llama-server). Streamed requests then ask `Connection: close`, so that
+    /// none is written to a connection the server is closing and lost unanswered.
+    #[serde(default)]
+    pub closes_after_stream: bool,
     /// Pool (KV cache) utilization as a 0–1 ratio; `None` when the server does not say.
     pub pool: Option<Reading>,
     /// Resident memory of the server in bytes; `None` when it cannot be read.
@@ -410,6 +415,7 @@ impl Profile {
             usage: UsageConvention::Inclusive,
             shared_prefix: false,
             cancels_on_disconnect: true,
+            closes_after_stream: false,
             pool: None,
             memory: None,
             queue: None,
