@@ -512,7 +512,7 @@ impl Sizing {
 fn queues_instead(target: &Target, name: &str, checks: &[Check]) -> Report {
     let mut report = base_report(name, target);
     let why = format!(
-        "the {} profile says the server queues work instead of rejecting it for capacity: there is no graceful rejection or pool recovery to test",
+        "the {} profile says the server never rejects work for capacity (it queues or forwards it): there is no graceful rejection or pool recovery to test",
         target.profile_ref().name
     );
     report.verdicts(
