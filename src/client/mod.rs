@@ -96,6 +96,18 @@ impl Client {
         })
     }
 
+    /// A client for another thread: same settings and pool, its own copy of the per-request
+    /// headers (nothing a request touches is shared with `self`'s requests).
+    pub(crate) fn for_thread(&self) -> Self {
+        Self {
+            pool: self.pool.clone(),
+            shared: Arc::new(Shared {
+                endpoint: self.shared.endpoint.detached(),
+                config: self.shared.config.clone(),
+            }),
+        }
+    }
+
     /// The base URL requests go to.
     pub fn base_url(&self) -> &str {
         &self.shared.config.base_url
