@@ -355,10 +355,16 @@ impl Client {
                         delay: config.receive_delay,
                         limits,
                     };
+                    // Boxed: the readers' state is large, and inline it would make every
+                    // request's future (and every move of it) that large.
                     if stream && is_sse {
-                        body::read_stream(body, record, reading).await.map(Some)
+                        Box::pin(body::read_stream(body, record, reading))
+                            .await
+                            .map(Some)
                     } else {
-                        body::read_message(body, record, reading).await.map(Some)
+                        Box::pin(body::read_message(body, record, reading))
+                            .await
+                            .map(Some)
                     }
                 }
                 Expect::Any if text_limit == 0 => body::drain_body(body, limits.body_bytes)

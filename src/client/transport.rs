@@ -357,7 +357,9 @@ impl Conn {
             },
         });
         let wire = Arc::new(Wire::default());
-        let sender = connect(endpoint, connect_timeout, head_bytes, wire.clone()).await?;
+        // Boxed: the connect and TLS handshake state is large and only needed once per
+        // connection; inline it would make every request's future that large.
+        let sender = Box::pin(connect(endpoint, connect_timeout, head_bytes, wire.clone())).await?;
         if let Some(current) = &mut self.current {
             current.usage.connected = true;
             current.start = wire.start_request();

@@ -477,7 +477,7 @@ impl StressHarness {
     }
 
     fn agents(&self, n: usize, sessions: bool, run: &Arc<RunShared>) -> Vec<Agent> {
-        self.agents_of((0..n).collect(), sessions, &run_tag(self.config.seed), run)
+        percore::agents_of((0..n).collect(), sessions, &run_tag(self.config.seed), run)
     }
 }
 

@@ -121,7 +121,7 @@ impl StressHarness {
             let cells = std::thread::available_parallelism().map_or(1, usize::from);
             let sink = Arc::new(sink(cells));
             let run = self.run_shared(self.client.clone(), deadline, sink.clone());
-            let agents = self.agents_of((0..load.workers).collect(), sessions, &tag, &run);
+            let agents = agents_of((0..load.workers).collect(), sessions, &tag, &run);
             let start = Instant::now();
             let scheduler = Scheduler::new(load, start, Part::WHOLE, cells);
             let part = run_part(scheduler, agents, hard_deadline, step).await;
@@ -143,7 +143,7 @@ impl StressHarness {
                     of: n as u64,
                 },
                 load: load.clone(),
-                agents: self.agents_of(workers, sessions, &tag, &run),
+                agents: agents_of(workers, sessions, &tag, &run),
                 step: Arc::clone(&step),
             });
             keep.push((run, sink));
@@ -190,27 +190,26 @@ impl StressHarness {
             deadline,
         })
     }
+}
 
-    /// The agents of `workers` (their indices in the run), sharing `run`.
-    pub(super) fn agents_of(
-        &self,
-        workers: Vec<usize>,
-        sessions: bool,
-        tag: &str,
-        run: &Arc<RunShared>,
-    ) -> Vec<Agent> {
-        workers
-            .into_iter()
-            .map(|i| {
-                let id = if sessions {
-                    format!("agent-{tag}-{i}")
-                } else {
-                    format!("worker-{i}")
-                };
-                Agent::new(i, id, sessions, Arc::clone(run))
-            })
-            .collect()
-    }
+/// The agents of `workers` (their indices in the run), sharing `run`.
+pub(super) fn agents_of(
+    workers: Vec<usize>,
+    sessions: bool,
+    tag: &str,
+    run: &Arc<RunShared>,
+) -> Vec<Agent> {
+    workers
+        .into_iter()
+        .map(|i| {
+            let id = if sessions {
+                format!("agent-{tag}-{i}")
+            } else {
+                format!("worker-{i}")
+            };
+            Agent::new(i, id, sessions, Arc::clone(run))
+        })
+        .collect()
 }
 
 /// Starts `shard`'s thread and runtime; the thread waits for the run's start on the returned

@@ -101,7 +101,7 @@ mod tests {
         let start = origin + Duration::from_micros(i * 7);
         let mut r = RequestResult::pending(start, start + Duration::from_micros(i % 13));
         r.finished_at = start + Duration::from_micros(1 + (i * 7919) % 50_000);
-        if i % 17 == 0 {
+        if i.is_multiple_of(17) {
             r.outcome = Outcome::ServerError;
             r.status = 500;
         } else {
