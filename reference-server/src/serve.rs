@@ -17,6 +17,7 @@
 //! | opens connections and leaves them idle | [`ConnectionLimits::max_connections`] at once (more are closed as soon as accepted), each closed after the keep-alive timeout |
 //! | sends a head over 400 KiB or a body over `max_body_bytes` | hyper refuses the head (431); 413 for the body |
 
+mod close;
 mod guard;
 
 use std::net::SocketAddr;
@@ -218,11 +219,26 @@ async fn serve(
         // Small SSE frames must not wait for Nagle's algorithm.
         let _ = stream.set_nodelay(true);
         let service_app = app.clone();
+        let closes = app.config().personality.kind.closes_after_stream();
+        let close = close::CloseAfterStream::default();
+        let body_close = close.clone();
         let service = service_fn(move |req| {
             let app = service_app.clone();
-            async move { app.handle(req).await }
+            let close = body_close.clone();
+            async move {
+                let response = app.handle(req).await?;
+                Ok::<_, super::app::Dropped>(if closes && is_stream(&response) {
+                    response.map(|body| close.wrap(body))
+                } else {
+                    response
+                })
+            }
         });
-        let io = TokioIo::new(guard::StallGuard::new(stream, limits.write_stall));
+        let mut guarded = guard::StallGuard::new(stream, limits.write_stall);
+        if closes {
+            guarded = guarded.close_after_stream(close);
+        }
+        let io = TokioIo::new(guarded);
         let conn = graceful.watch(builder.serve_connection(io, service));
         // Relaxed: a gauge read for reports and tests, ordering nothing else.
         open.fetch_add(1, Ordering::Relaxed);
@@ -238,4 +254,12 @@ async fn serve(
     app.begin_drain();
     let _ = tokio::time::timeout(app.config().http.drain_timeout, graceful.shutdown()).await;
     app.stop_engine();
+}
+
+/// Whether `response` is a server-sent-event stream.
+fn is_stream(response: &hyper::Response<crate::response::Body>) -> bool {
+    response
+        .headers()
+        .get(hyper::header::CONTENT_TYPE)
+        .is_some_and(|v| v.as_bytes().starts_with(b"text/event-stream"))
 }

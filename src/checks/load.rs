@@ -10,16 +10,33 @@ use crate::{Outcome, RequestResult};
 /// Error rate (graceful rejections not counted) below `max` (seed: 5% under exhaustion, 1%
 /// sustained).
 pub fn error_rate(m: &LoadMetrics, max: f64) -> Verdict {
+    let c = &m.counts;
+    let classes: Vec<String> = [
+        ("protocol", c.protocol),
+        ("client_error", c.client_error),
+        ("server_error", c.server_error),
+        ("timeout", c.timeout),
+        ("connect", c.connect),
+    ]
+    .iter()
+    .filter(|(_, n)| *n > 0)
+    .map(|(name, n)| format!("{name} {n}"))
+    .collect();
     Verdict::new(
         Check::ErrorRate,
         m.total > 0 && m.error_rate < max,
         format!("< {}", pct(max)),
         pct(m.error_rate),
         format!(
-            "{} of {} requests failed (graceful rejections, {}, not counted){}",
+            "{} of {} requests failed (graceful rejections, {}, not counted){}{}",
             m.errors,
             m.total,
             m.rejected,
+            if classes.is_empty() {
+                String::new()
+            } else {
+                format!(": {}", classes.join(", "))
+            },
             if m.total == 0 {
                 "; no requests were recorded"
             } else {
@@ -215,10 +232,21 @@ pub fn latency_p95(m: &LoadMetrics, max: Duration) -> Verdict {
 /// Request cache hit rate (turn ≥ 2) above `min` (seed: 80%).
 pub fn cache_hit_rate(m: &LoadMetrics, min: f64) -> Verdict {
     let c = &m.cache;
+    if c.eligible == 0 {
+        return Verdict::inconclusive(
+            Check::CacheHitRate,
+            format!("> {}", pct(min)),
+            "no follow-up turn",
+            format!(
+                "no follow-up turn came back with usage ({} of {} requests succeeded): there was no reuse to judge",
+                m.successful, m.total
+            ),
+        );
+    }
     let rate = c.request_hit_rate.unwrap_or(0.0);
     Verdict::new(
         Check::CacheHitRate,
-        c.eligible > 0 && rate > min,
+        rate > min,
         format!("> {}", pct(min)),
         pct(rate),
         format!(
@@ -407,7 +435,12 @@ mod tests {
                 ..Usage::default()
             });
         }
-        assert!(!cache_hit_rate(&MetricsCollector::analyze(&cold), 0.8).passed());
+        let cold = cache_hit_rate(&MetricsCollector::analyze(&cold), 0.8);
+        assert_eq!(cold.status, crate::checks::Status::Fail, "{cold}");
+        // Nothing eligible (every request failed): nothing judged, not a failure of the cache.
+        let failed = MetricsCollector::analyze(&many(Outcome::ServerError, 500, 100, 20));
+        let none = cache_hit_rate(&failed, 0.8);
+        assert_eq!(none.status, crate::checks::Status::Inconclusive, "{none}");
     }
 
     #[test]

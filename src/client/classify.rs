@@ -60,8 +60,12 @@ pub(crate) enum Failure {
     #[error("body in content-encoding {0:?}, not asked for")]
     Encoding(String),
     /// A reply carrying the same message id as the previous reply on this worker's
-    /// connection: the reply to an earlier request, not to this one.
-    #[error("reply repeats message id {id:?} of the previous reply: a stale reply")]
+    /// connection: the reply to an earlier request, not to this one — or a server that gives
+    /// every reply the same id (a LiteLLM `mock_response` deployment answers
+    /// `msg_013Zva2CMHLNnXjNJJKqJ2EF` each time), which the wire cannot tell apart.
+    #[error(
+        "reply repeats message id {id:?} of the previous reply on this connection: a stale reply, or a server whose message ids are not unique"
+    )]
     StaleReply {
         /// The repeated id.
         id: String,

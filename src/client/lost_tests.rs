@@ -25,6 +25,7 @@ fn client(url: &str, timeout: Duration) -> Client {
         ca_file: None,
         timing_truth: false,
         receive_delay: Duration::ZERO,
+        policy: super::Policy::default(),
         stall_gap: crate::metrics::DEFAULT_STALL_GAP,
         limits: super::ResponseLimits::default(),
     })

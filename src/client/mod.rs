@@ -36,7 +36,7 @@ use wire::Tracked;
 
 pub use limits::ResponseLimits;
 pub use request::{Expect, Request};
-pub(crate) use transport::Conn;
+pub(crate) use transport::{Conn, Policy};
 
 /// Settings of a [`Client`].
 #[derive(Debug, Clone)]
@@ -58,6 +58,9 @@ pub(crate) struct ClientConfig {
     pub(crate) timing_truth: bool,
     /// Test-only delay added to the receive path of every stream frame (zero: none).
     pub(crate) receive_delay: Duration,
+    /// How the requests are sent: the agent header, and whether streams close their
+    /// connection.
+    pub(crate) policy: transport::Policy,
 }
 
 /// A pooled HTTP/1.1 client that turns every request into one [`RequestResult`].
@@ -83,6 +86,7 @@ impl Client {
             &config.base_url,
             config.api_key.as_deref(),
             config.headers.clone(),
+            config.policy.clone(),
             &tls,
         )?;
         Ok(Self {

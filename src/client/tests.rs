@@ -109,6 +109,7 @@ fn client(addr: std::net::SocketAddr) -> Client {
         ca_file: None,
         timing_truth: false,
         receive_delay: Duration::ZERO,
+        policy: super::Policy::default(),
         limits: ResponseLimits {
             stream_idle: Duration::from_millis(500),
             ..ResponseLimits::default()
@@ -184,4 +185,48 @@ proptest! {
             prop_assert!(d >= Duration::from_secs(1) && d.subsec_nanos() == 0);
         }
     }
+}
+
+#[test]
+fn the_policy_names_the_agent_header_and_closes_streams_only() {
+    use super::transport::{Endpoint, Policy};
+    let tls = super::tls::config(None).expect("default roots");
+    let policy = Policy {
+        agent_header: http::HeaderName::from_static("x-conversation"),
+        close_after_stream: true,
+    };
+    let endpoint = Endpoint::new("http://127.0.0.1:9", None, Vec::new(), policy, &tls)
+        .expect("valid endpoint");
+    let mut body = MessagesRequest::new("m", vec![Message::user("hi")], 8);
+    body.stream = true;
+    let streamed = Request::messages(&body).session("sess-a");
+    let built = endpoint
+        .build(&streamed, "/v1/messages".parse().unwrap(), true)
+        .expect("builds");
+    assert_eq!(built.headers()["x-conversation"], "sess-a");
+    assert!(built.headers().get("x-session-id").is_none());
+    assert_eq!(built.headers()[http::header::CONNECTION], "close");
+    body.stream = false;
+    let whole = endpoint
+        .build(
+            &Request::messages(&body),
+            "/v1/messages".parse().unwrap(),
+            true,
+        )
+        .expect("builds");
+    assert!(whole.headers().get(http::header::CONNECTION).is_none());
+    // The default: X-Session-ID, connections kept.
+    let default = Endpoint::new(
+        "http://127.0.0.1:9",
+        None,
+        Vec::new(),
+        Policy::default(),
+        &tls,
+    )
+    .expect("valid endpoint");
+    let built = default
+        .build(&streamed, "/v1/messages".parse().unwrap(), true)
+        .expect("builds");
+    assert_eq!(built.headers()["x-session-id"], "sess-a");
+    assert!(built.headers().get(http::header::CONNECTION).is_none());
 }

@@ -37,7 +37,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
-use http::header::{ACCEPT_ENCODING, CONTENT_TYPE, HOST, HeaderName, HeaderValue};
+use http::header::{ACCEPT_ENCODING, CONNECTION, CONTENT_TYPE, HOST, HeaderName, HeaderValue};
 use http::{HeaderMap, Uri};
 use http_body_util::Full;
 use hyper::client::conn::http1::{self, SendRequest};
@@ -118,6 +118,25 @@ pub(crate) struct Endpoint {
     pub(crate) prefix: String,
     api_key: Option<HeaderValue>,
     headers: Vec<(HeaderName, HeaderValue)>,
+    policy: Policy,
+}
+
+/// How requests are sent, beyond their own headers.
+#[derive(Debug, Clone)]
+pub(crate) struct Policy {
+    /// The header naming a request's agent.
+    pub(crate) agent_header: HeaderName,
+    /// Streamed requests ask `Connection: close` (a server that closes after each stream).
+    pub(crate) close_after_stream: bool,
+}
+
+impl Default for Policy {
+    fn default() -> Self {
+        Self {
+            agent_header: X_SESSION_ID,
+            close_after_stream: false,
+        }
+    }
 }
 
 impl Endpoint {
@@ -127,6 +146,7 @@ impl Endpoint {
         base_url: &str,
         api_key: Option<&str>,
         headers: Vec<(HeaderName, HeaderValue)>,
+        policy: Policy,
         tls: &rustls::ClientConfig,
     ) -> crate::Result<Self> {
         let bad = |reason: String| Error::InvalidUrl {
@@ -174,6 +194,7 @@ impl Endpoint {
             prefix: uri.path().trim_end_matches('/').to_owned(),
             api_key,
             headers,
+            policy,
         })
     }
 
@@ -201,6 +222,10 @@ impl Endpoint {
                 .iter()
                 .map(|(n, v)| (name(n), value(v)))
                 .collect(),
+            policy: Policy {
+                agent_header: name(&self.policy.agent_header),
+                close_after_stream: self.policy.close_after_stream,
+            },
         }
     }
 
@@ -239,7 +264,10 @@ impl Endpoint {
         if let Some(session) = &request.session_id {
             let value = HeaderValue::from_str(session)
                 .map_err(|e| Failure::Build(format!("session id {session:?}: {e}")))?;
-            headers.append(X_SESSION_ID, value);
+            headers.append(self.policy.agent_header.clone(), value);
+        }
+        if self.policy.close_after_stream && request.streamed() {
+            headers.insert(CONNECTION, HeaderValue::from_static("close"));
         }
         for (name, value) in self.headers.iter().chain(&request.headers) {
             headers.append(name.clone(), value.clone());
@@ -469,7 +497,7 @@ mod tests {
 
     fn endpoint(url: &str) -> crate::Result<Endpoint> {
         let tls = super::super::tls::config(None).expect("webpki roots");
-        Endpoint::new(url, None, Vec::new(), &tls)
+        Endpoint::new(url, None, Vec::new(), Policy::default(), &tls)
     }
 
     #[test]

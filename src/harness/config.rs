@@ -84,6 +84,14 @@ pub struct StressConfig {
     /// crate::metrics::TimingErrors) in the run's figures). Off by default: a real server
     /// ignores the header, and the records then carry no stamps.
     pub timing_truth: bool,
+    /// The header that names a request's agent (default `X-Session-ID`; a profile may name
+    /// another, see [`Profile::agent_header`](crate::target::Profile::agent_header)).
+    pub agent_header: HeaderName,
+    /// Streamed requests ask `Connection: close`: for a server that closes the connection
+    /// after each streamed reply whatever keep-alive it advertised (see
+    /// [`Profile::closes_after_stream`](crate::target::Profile::closes_after_stream)). Off by
+    /// default.
+    pub close_after_stream: bool,
     /// A delay injected into the receive path after each stream frame is read, before its
     /// arrival is taken: for the self-test that shows a slow receive path is caught. Zero
     /// (none) by default; not for use outside tests.
@@ -126,6 +134,8 @@ impl StressConfig {
             ca_file: None,
             timing_truth: false,
             receive_delay: Duration::ZERO,
+            agent_header: HeaderName::from_static("x-session-id"),
+            close_after_stream: false,
             runtime: Runtime::Caller,
         }
     }
@@ -286,6 +296,21 @@ impl StressConfig {
     #[must_use]
     pub fn stall_gap(mut self, gap: Duration) -> Self {
         self.stall_gap = gap;
+        self
+    }
+
+    /// Sets the header that names a request's agent.
+    #[must_use]
+    pub fn agent_header(mut self, name: HeaderName) -> Self {
+        self.agent_header = name;
+        self
+    }
+
+    /// Whether streamed requests ask `Connection: close` (see
+    /// [`close_after_stream`](Self::close_after_stream)).
+    #[must_use]
+    pub fn close_after_stream(mut self, close: bool) -> Self {
+        self.close_after_stream = close;
         self
     }
 

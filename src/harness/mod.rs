@@ -147,6 +147,10 @@ impl StressHarness {
             ca_file: config.ca_file.clone(),
             timing_truth: config.timing_truth,
             receive_delay: config.receive_delay,
+            policy: crate::client::Policy {
+                agent_header: config.agent_header.clone(),
+                close_after_stream: config.close_after_stream,
+            },
         })?;
         Ok(Self { config, client })
     }

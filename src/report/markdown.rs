@@ -39,6 +39,9 @@ impl Report {
             );
         }
         let _ = writeln!(s, "{}\n", self.trust().line());
+        if let Some(cleanup) = &self.cleanup {
+            let _ = writeln!(s, "{}\n", cell(&cleanup.to_string()));
+        }
         if let Some(c) = &self.baseline {
             md_baseline(&mut s, c);
         }

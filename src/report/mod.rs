@@ -33,6 +33,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::checks::{Status, Verdict};
 use crate::metrics::{Degradation, LoadMetrics, MemoryTrend, Window};
+use crate::target::Cleanup;
 use crate::{Error, GeneratorStats, MemorySample, ServerMetrics, SustainedLoadMetrics, Trust};
 
 pub use baseline::Comparison;
@@ -73,6 +74,12 @@ pub struct Report {
     /// [`to_json`](Self::to_json), absent in reports from before it existed.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub trust: Option<Trust>,
+    /// What deleting the run's agents after it did ([`Target::delete_agents`]); absent when
+    /// the run deleted none (or predates clean-up). Not part of the run's metrics.
+    ///
+    /// [`Target::delete_agents`]: crate::target::Target::delete_agents
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub cleanup: Option<Cleanup>,
 }
 
 impl Report {
@@ -91,6 +98,7 @@ impl Report {
             baseline: None,
             server: None,
             trust: None,
+            cleanup: None,
         }
     }
 

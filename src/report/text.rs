@@ -49,6 +49,9 @@ impl Report {
             }
         }
         let _ = writeln!(s, "{}", self.trust().line());
+        if let Some(cleanup) = &self.cleanup {
+            let _ = writeln!(s, "{cleanup}");
+        }
         if let Some(g) = &self.generator
             && (g.saturated || g.late_slots > 0)
         {

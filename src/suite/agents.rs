@@ -60,6 +60,7 @@ pub async fn rapid_agents(
         ),
     ]);
     report.metrics = Some(m);
+    clean_up(target, &mut report, agents_of(&results)).await;
     Ok(report)
 }
 
@@ -124,7 +125,7 @@ pub(crate) async fn conversations(
             agent
         }
     });
-    let scraper = scrape(target, &harness, Duration::from_millis(250));
+    let scraper = scrape(&harness, Duration::from_millis(250));
     let (by_agent, _) = tokio::join!(talk, noise);
     let server = match scraper {
         Some(s) => Some(s.stop().await),
@@ -202,6 +203,7 @@ pub async fn isolation(
     report.verdicts(verdicts);
     report.verdicts([checks::error_rate(&m, thresholds.exhaustion_error_rate)]);
     report.metrics = Some(m);
+    clean_up(target, &mut report, agents_of(&results)).await;
     Ok(report)
 }
 
@@ -225,6 +227,7 @@ pub async fn latency_under_load(
         checks::error_rate(&m, target.threshold().exhaustion_error_rate),
     ]);
     report.metrics = Some(m);
+    clean_up(target, &mut report, agents_of(&results)).await;
     Ok(report)
 }
 
@@ -256,6 +259,7 @@ pub async fn hit_rate(
         checks::error_rate(&m, target.threshold().exhaustion_error_rate),
     ]);
     report.metrics = Some(m);
+    clean_up(target, &mut report, agents_of(&results)).await;
     Ok(report)
 }
 

@@ -13,6 +13,12 @@
 //! Scenarios return [`Err`](crate::Error) only when they cannot run at all (invalid
 //! settings); everything the server does is in the report.
 //!
+//! # Clean-up
+//! A scenario that sent load ends by deleting the agents it used
+//! ([`Target::delete_agents`]: when the profile declares how, bounded in time and
+//! concurrency) and puts the summary in [`Report::cleanup`]; those requests are not in the
+//! report's metrics. The profile's cache reset ([`Target::reset_caches`]) is the caller's.
+//!
 //! # Example
 //! The seed's burst of 150 requests against a reference server:
 //! ```
@@ -31,6 +37,7 @@
 //! # }
 //! ```
 
+use std::collections::BTreeSet;
 use std::time::Duration;
 
 use crate::anthropic::{Message, MessagesRequest};
@@ -81,14 +88,10 @@ fn analyze(target: &Target, results: &[RequestResult]) -> LoadMetrics {
     MetricsCollector::analyze_with(results, c.slo, c.stall_gap)
 }
 
-/// Starts reading the server's `/metrics` every `interval` when the target's settings name
-/// metrics to read.
-fn scrape(
-    target: &Target,
-    harness: &crate::StressHarness,
-    interval: Duration,
-) -> Option<ServerScraper> {
-    let names = target.config().server_metrics.clone()?;
+/// Starts reading the server's `/metrics` every `interval` when the harness's settings name
+/// metrics to read (those of the target's profile, see [`Target::harness`]).
+fn scrape(harness: &crate::StressHarness, interval: Duration) -> Option<ServerScraper> {
+    let names = harness.config().server_metrics.clone()?;
     Some(ServerScraper::start(
         harness.client().clone(),
         names,
@@ -108,6 +111,31 @@ async fn record_server(report: &mut Report, scraper: Option<ServerScraper>) {
         report.verdicts([verdict]);
     }
     report.server_metrics(server);
+}
+
+/// The agents `results` used (their `X-Session-ID`s), but for those whose every request was
+/// answered 429: a 429 refuses a request before any work is done, so it leaves no agent behind.
+fn agents_of<'a>(results: impl IntoIterator<Item = &'a RequestResult>) -> BTreeSet<String> {
+    results
+        .into_iter()
+        .filter(|r| r.status != 429)
+        .filter_map(|r| r.agent_id.clone())
+        .collect()
+}
+
+/// Deletes `agents` after a scenario ([`Target::delete_agents`]) and records the summary in
+/// `report`.
+async fn clean_up(target: &Target, report: &mut Report, agents: BTreeSet<String>) {
+    report.cleanup = Some(target.delete_agents(agents).await);
+}
+
+/// A tag that tells this run's agent ids from other runs' (process and clock).
+fn run_tag() -> String {
+    let nanos = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.subsec_nanos())
+        .unwrap_or(0);
+    format!("{:x}{nanos:08x}", std::process::id())
 }
 
 fn base_report(name: &str, target: &Target) -> Report {

@@ -39,6 +39,7 @@ pub async fn concurrent_burst(target: &Target, name: &str, n: usize) -> crate::R
         checks::only_graceful_failures(&m),
     ]);
     report.metrics = Some(m);
+    clean_up(target, &mut report, agents_of(&run.results)).await;
     report.generator = Some(run.generator);
     Ok(report)
 }
@@ -51,6 +52,11 @@ pub async fn concurrent_burst(target: &Target, name: &str, n: usize) -> crate::R
 /// The exhausting phase is paced rather than a closed loop so that clients answered at once
 /// do not turn into a retry storm that saturates the generator's own cores: rejection latency
 /// then measures the server, not the client.
+///
+/// When the profile names an agent header, every request is a new agent (its own
+/// `X-Session-ID`), as when many users arrive at once: a server that keeps each agent's cache
+/// fills its pool, where identical anonymous prompts may all be one agent (agent-memory derives
+/// an anonymous agent's id from its first 100 prompt tokens, `anthropic_adapter.py:652-658`).
 pub async fn graceful_rejection(
     target: &Target,
     name: &str,
@@ -88,11 +94,21 @@ pub async fn graceful_rejection(
         "Write a long story about caches and agents.",
         max_tokens,
     );
-    let low_body = body.clone();
+    let per_request = !profile.agent_header.is_empty();
+    let tag = run_tag();
+    let agent = move |phase: &str, body: &Request, index: u64| {
+        let request = body.clone();
+        if per_request {
+            request.session(format!("reject-{tag}-{phase}{index}"))
+        } else {
+            request
+        }
+    };
+    let (low_body, low_agent) = (body.clone(), agent.clone());
     let low_run = harness
         .run(
             Load::closed(low.concurrency, crate::Stop::after(low.hold)),
-            move |_| low_body.clone(),
+            move |slot| low_agent("low", &low_body, slot.index),
         )
         .await?;
     let low_end = Instant::now();
@@ -106,7 +122,7 @@ pub async fn graceful_rejection(
                 },
                 crate::Stop::after(high_hold),
             ),
-            move |_| body.clone(),
+            move |slot| agent("high", &body, slot.index),
         )
         .await?;
     let probes = match health {
@@ -163,6 +179,14 @@ pub async fn graceful_rejection(
             format!("{high_rate} requests/s for {high_hold:?}, at most {HIGH_IN_FLIGHT} in flight"),
         )
         .config("max_tokens", max_tokens)
+        .config(
+            "agents",
+            if per_request {
+                "one per request"
+            } else {
+                "anonymous"
+            },
+        )
         .config("high_rate_source", &sizing.source)
         .figure("calibration", &sizing.calibration)
         .figure("peak_pool_utilization", peak)
@@ -213,6 +237,7 @@ pub async fn graceful_rejection(
         target.threshold().exhaustion_error_rate,
     )]);
     report.metrics = Some(m);
+    clean_up(target, &mut report, agents_of(&run.results)).await;
     report.generator = Some(run.generator);
     Ok(report)
 }
@@ -275,6 +300,7 @@ pub async fn no_crash(
         .config("rate_source", &sizing.source)
         .config("duration_s", duration.as_secs_f64())
         .figure("calibration", &sizing.calibration);
+    report.verdicts(sizing.unmeasured());
     report.verdicts([
         checks::accounted(run.sent, run.results.len() as u64),
         served_under_load(&m),
@@ -289,6 +315,7 @@ pub async fn no_crash(
         ),
     ]);
     report.metrics = Some(m);
+    clean_up(target, &mut report, agents_of(&run.results)).await;
     report.generator = Some(run.generator);
     Ok(report)
 }
@@ -344,6 +371,7 @@ pub async fn recovery(
     // lucky request that fits in the last free blocks proves nothing.
     let mut recovered = None;
     let mut probes = 0u64;
+    let mut probed = Vec::new();
     let mut streak = 0;
     while stopped.elapsed() < window {
         probes += 1;
@@ -351,7 +379,9 @@ pub async fn recovery(
             .client()
             .send(&normal(&format!("probe-{probes}")), Instant::now())
             .await;
-        if r.outcome == Outcome::Success && r.latency() <= limit {
+        let served = r.outcome == Outcome::Success && r.latency() <= limit;
+        probed.push(r);
+        if served {
             streak += 1;
             if streak == RECOVERY_STREAK {
                 recovered = Some(stopped.elapsed());
@@ -379,6 +409,8 @@ pub async fn recovery(
         checks::recovery(recovered, max),
     ]);
     report.metrics = Some(sat);
+    let used = baseline.iter().chain(&saturation.results).chain(&probed);
+    clean_up(target, &mut report, agents_of(used)).await;
     Ok(report)
 }
 
@@ -409,6 +441,7 @@ pub async fn streams(
         checks::completed(&m, n as u64),
     ]);
     report.metrics = Some(m);
+    clean_up(target, &mut report, agents_of(&run.results)).await;
     report.generator = Some(run.generator);
     Ok(report)
 }
@@ -443,6 +476,25 @@ impl Sizing {
             ),
             calibration: Some(c),
         })
+    }
+
+    /// Inconclusive when the rate came from a calibration that measured no capacity (every
+    /// request of the test's shape failed): the floor rate is then no known overload, and a
+    /// server that survives it has shown nothing. `None` otherwise.
+    fn unmeasured(&self) -> Option<Verdict> {
+        let c = self.calibration.as_ref()?;
+        if c.capacity_rps > 0.0 {
+            return None;
+        }
+        Some(Verdict::inconclusive(
+            Check::LoadApplied,
+            "an overload sized from the measured capacity",
+            format!("capacity 0 requests/s: {:.1} requests/s sent", self.rate),
+            format!(
+                "calibration served no request of the test's shape ({}): the load sent is not known to overload the server, so surviving it proves nothing",
+                c.first_failure.as_deref().unwrap_or("no request completed")
+            ),
+        ))
     }
 
     /// A phase at least `given` long, and long enough for ten requests alone at the measured
@@ -492,4 +544,45 @@ fn served_under_load(m: &crate::LoadMetrics) -> Verdict {
 /// A rejection, graceful or not: a graceful class, or any rejection status (429, 503, 529).
 fn is_rejection(r: &RequestResult) -> bool {
     r.outcome == Outcome::Rejected || r.has_rejection_status()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn sized(capacity_rps: f64) -> Sizing {
+        Sizing {
+            rate: (capacity_rps * OVERLOAD_FACTOR).max(1.0),
+            source: "test".to_owned(),
+            calibration: Some(super::super::Calibration {
+                max_tokens: 100,
+                idle_latency: Duration::from_millis(20),
+                decode_tokens_per_s: None,
+                knee_concurrency: 1,
+                capacity_rps,
+                peak_pool_utilization: None,
+                complete: false,
+                requests: 5,
+                first_failure: Some("status 404: model not found".to_owned()),
+                elapsed: Duration::from_millis(80),
+            }),
+        }
+    }
+
+    #[test]
+    fn an_overload_sized_from_no_measured_capacity_judges_nothing() {
+        let v = sized(0.0).unmeasured().expect("a verdict");
+        assert_eq!(
+            (v.check, v.status),
+            (Check::LoadApplied, crate::checks::Status::Inconclusive)
+        );
+        assert!(v.message.contains("status 404: model not found"), "{v}");
+        assert!(sized(12.0).unmeasured().is_none());
+        let given = Sizing {
+            rate: 400.0,
+            source: "given".to_owned(),
+            calibration: None,
+        };
+        assert!(given.unmeasured().is_none());
+    }
 }

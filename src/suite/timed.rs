@@ -59,18 +59,28 @@ pub async fn sustained(
     // Warm-up covers the workload's own ramp: conversations reach their steady-state length
     // (at most 16 turns at about one turn per agent per second) within 20 s.
     options.warmup = options.window.max(SUSTAINED_WARMUP).min(duration / 2);
-    let scraper = scrape(target, &harness, options.memory_interval.max(SCRAPE_FLOOR));
+    let scraper = scrape(&harness, options.memory_interval.max(SCRAPE_FLOOR));
+    // The session agents of the run, to delete after it (the run keeps no records).
+    let used = Arc::new(std::sync::Mutex::new(std::collections::BTreeSet::new()));
+    let seen = Arc::clone(&used);
     let sustained = harness
-        .run_sustained(options.clone(), |mut agent: Agent, slot| async move {
-            // Conversations end at random (one in eight turns, at most 16), so the agents are
-            // out of phase and the workload is the same early and late in the run.
-            let mut text = TextGen::new(slot.index);
-            if agent.turns() >= 16 || (agent.turns() > 0 && text.pick(0..=7) == 0) {
-                agent.reset_conversation();
+        .run_sustained(options.clone(), move |mut agent: Agent, slot| {
+            if agent.turns() == 0 {
+                seen.lock()
+                    .unwrap_or_else(std::sync::PoisonError::into_inner)
+                    .insert(agent.id().to_owned());
             }
-            agent.max_tokens = 50;
-            agent.send_turn(text.words_in(20..=60)).await;
-            agent
+            async move {
+                // Conversations end at random (one in eight turns, at most 16), so the agents are
+                // out of phase and the workload is the same early and late in the run.
+                let mut text = TextGen::new(slot.index);
+                if agent.turns() >= 16 || (agent.turns() > 0 && text.pick(0..=7) == 0) {
+                    agent.reset_conversation();
+                }
+                agent.max_tokens = 50;
+                agent.send_turn(text.words_in(20..=60)).await;
+                agent
+            }
         })
         .await?;
     let mut report = base_report(name, target);
@@ -91,6 +101,12 @@ pub async fn sustained(
     ]);
     record_server(&mut report, scraper).await;
     report.metrics = Some(sustained.load.clone());
+    let used = std::mem::take(
+        &mut *used
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner),
+    );
+    clean_up(target, &mut report, used).await;
     report.generator = Some(sustained.generator.clone());
     Ok(SustainedRun {
         report,
@@ -108,7 +124,7 @@ pub async fn realistic(target: &Target, name: &str, span: Duration) -> crate::Re
     let sampler = target.server_pid().and_then(|pid| {
         crate::MemorySampler::start(pid, (span / 100).max(Duration::from_millis(100))).ok()
     });
-    let scraper = scrape(target, &harness, (span / 100).max(SCRAPE_FLOOR));
+    let scraper = scrape(&harness, (span / 100).max(SCRAPE_FLOOR));
     let started = Instant::now();
     let by_agent = harness
         .run_agent_workloads(n, move |mut agent: Agent| {
@@ -203,6 +219,7 @@ pub async fn realistic(target: &Target, name: &str, span: Duration) -> crate::Re
     report.verdicts(verdicts);
     record_server(&mut report, scraper).await;
     report.metrics = Some(m);
+    clean_up(target, &mut report, agents_of(&all)).await;
     Ok(report)
 }
 

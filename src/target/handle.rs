@@ -2,7 +2,8 @@
 
 use std::time::Duration;
 
-use super::{Profile, TargetSettings, Thresholds};
+use super::cleanup::delete_all;
+use super::{Cleanup, CleanupLimits, Profile, TargetSettings, Thresholds};
 use crate::{StressConfig, StressHarness};
 
 /// Bound on the cache reset after a test.
@@ -33,6 +34,7 @@ pub struct Target {
     pid: Option<u32>,
     admin_key: Option<String>,
     reference: bool,
+    cleanup: CleanupLimits,
 }
 
 impl Target {
@@ -46,6 +48,7 @@ impl Target {
             pid: None,
             admin_key: None,
             reference: false,
+            cleanup: CleanupLimits::default(),
         }
     }
 
@@ -126,6 +129,13 @@ impl Target {
         self
     }
 
+    /// Bounds the deletion of a test's agents ([`delete_agents`](Self::delete_agents)).
+    #[must_use]
+    pub fn cleanup_limits(mut self, limits: CleanupLimits) -> Self {
+        self.cleanup = limits;
+        self
+    }
+
     /// Marks the target as a reference server spawned for this run (recorded in reports).
     #[must_use]
     pub fn reference(mut self, spawned: bool) -> Self {
@@ -175,8 +185,9 @@ impl Target {
         &self.config
     }
 
-    /// A harness with `adjust` applied to this target's settings (reading the server metrics
-    /// the profile names).
+    /// A harness with `adjust` applied to this target's settings, sending and reading as the
+    /// profile says: its agent header, `Connection: close` on streams for a server that closes
+    /// after each, the server metrics it names.
     ///
     /// # Errors
     /// [`Error::InvalidConfig`](crate::Error::InvalidConfig) or
@@ -185,10 +196,17 @@ impl Target {
         &self,
         adjust: impl FnOnce(StressConfig) -> StressConfig,
     ) -> crate::Result<StressHarness> {
+        let agent_header = http::HeaderName::from_bytes(self.profile.agent_header.as_bytes())
+            .map_err(|e| crate::Error::InvalidConfig {
+                field: "profile.agent_header",
+                reason: format!("{:?}: {e}", self.profile.agent_header),
+            })?;
         let config = self
             .config
             .clone()
-            .server_metrics(self.profile.server_metrics.clone());
+            .server_metrics(self.profile.server_metrics.clone())
+            .agent_header(agent_header)
+            .close_after_stream(self.profile.closes_after_stream);
         StressHarness::new(adjust(config))
     }
 
@@ -258,15 +276,63 @@ impl Target {
         let Some(reset) = &self.profile.reset else {
             return Ok(());
         };
-        let admin = self.admin_key.clone();
-        let lookup = |name: &str| match name {
-            "SEMANTIC_ADMIN_KEY" => admin.clone(),
-            other => std::env::var(other).ok(),
-        };
-        let Some(request) = reset.request(lookup)? else {
+        let Some(request) = reset.request(self.lookup())? else {
             return Ok(());
         };
         let harness = self.harness(|c| c.workers(1).timeout(RESET_TIMEOUT))?;
         harness.client().control_text(&request).await.map(drop)
+    }
+
+    /// Deletes the agents `ids` (a test's `X-Session-ID`s) with the profile's
+    /// [`Deletion`](super::Deletion) and the target's credentials, bounded by the
+    /// [`CleanupLimits`] (by default 10 s in all, 8 at once), a 404 counting as already gone.
+    /// Never fails: the summary says what was deleted, what failed and why, or why nothing was
+    /// sent (the profile declares no deletion, or its header names an unset variable).
+    pub async fn delete_agents(&self, ids: impl IntoIterator<Item = String>) -> Cleanup {
+        let ids: Vec<String> = ids.into_iter().collect();
+        let limits = self.cleanup;
+        let Some(deletion) = &self.profile.agents.delete else {
+            return Cleanup::skipped(
+                ids.len(),
+                limits,
+                format!(
+                    "the {} profile declares no agent deletion",
+                    self.profile.name
+                ),
+            );
+        };
+        let template = match deletion.template(self.lookup()) {
+            Ok(Some(t)) => t,
+            Ok(None) => {
+                return Cleanup::skipped(
+                    ids.len(),
+                    limits,
+                    "a header of the profile's agent deletion names an unset variable",
+                );
+            }
+            Err(e) => return Cleanup::skipped(ids.len(), limits, e.to_string()),
+        };
+        if ids.is_empty() {
+            return Cleanup {
+                budget: limits.budget,
+                concurrency: limits.concurrency as u64,
+                ..Cleanup::default()
+            };
+        }
+        let width = limits.concurrency.max(1);
+        let harness = match self.harness(|c| c.workers(width).timeout(limits.budget)) {
+            Ok(h) => h,
+            Err(e) => return Cleanup::skipped(ids.len(), limits, e.to_string()),
+        };
+        delete_all(harness.client(), &template, ids, limits).await
+    }
+
+    /// Values of `${NAME}` in the profile's headers: the admin key, else the environment.
+    fn lookup(&self) -> impl Fn(&str) -> Option<String> + use<> {
+        let admin = self.admin_key.clone();
+        move |name: &str| match name {
+            "SEMANTIC_ADMIN_KEY" => admin.clone(),
+            other => std::env::var(other).ok(),
+        }
     }
 }

@@ -8,6 +8,7 @@ use std::path::Path;
 use http::{HeaderName, HeaderValue, Method};
 use serde::{Deserialize, Serialize};
 
+use super::Agents;
 use crate::{Client, Error, Request, ServerMetricNames};
 
 /// Built-in profiles, by name: the TOML files under `profiles/`.
@@ -20,6 +21,7 @@ const BUILT_IN: &[(&str, &str)] = &[
     ("llama.cpp", include_str!("../../profiles/llama.cpp.toml")),
     ("vllm", include_str!("../../profiles/vllm.toml")),
     ("sglang", include_str!("../../profiles/sglang.toml")),
+    ("litellm", include_str!("../../profiles/litellm.toml")),
 ];
 
 /// Where a figure comes from.
@@ -253,6 +255,11 @@ pub struct Profile {
     pub shared_prefix: bool,
     /// Whether the server stops a request's work when its client disconnects.
     pub cancels_on_disconnect: bool,
+    /// Whether the server closes the connection after each streamed reply, whatever keep-alive
+    /// it advertised (llama-server). Streamed requests then ask `Connection: close`, so that
+    /// none is written to a connection the server is closing and lost unanswered.
+    #[serde(default)]
+    pub closes_after_stream: bool,
     /// Pool (KV cache) utilization as a 0–1 ratio; `None` when the server does not say.
     pub pool: Option<Reading>,
     /// Resident memory of the server in bytes; `None` when it cannot be read.
@@ -263,6 +270,9 @@ pub struct Profile {
     pub rejection: Rejection,
     /// How to reset the server's caches after a test; `None` when there is no way.
     pub reset: Option<Reset>,
+    /// What the server offers for agents: how to delete one after a test (`[agents]`).
+    #[serde(default)]
+    pub agents: Agents,
     /// The names of the server's own serving metrics on `GET /metrics` (KV usage, prefix-cache
     /// hits and queries, requests running and waiting, preemptions); `None`: none are read.
     #[serde(default)]
@@ -321,7 +331,11 @@ impl Profile {
     /// # Errors
     /// [`Error::InvalidConfig`] when it does not parse.
     pub fn from_toml(text: &str) -> crate::Result<Self> {
-        toml::from_str(text).map_err(|e| invalid(e.to_string()))
+        let profile: Self = toml::from_str(text).map_err(|e| invalid(e.to_string()))?;
+        if let Some(delete) = &profile.agents.delete {
+            delete.template(|_| Some("x".to_owned()))?;
+        }
+        Ok(profile)
     }
 
     /// The profile as TOML (to copy and edit).
@@ -332,7 +346,7 @@ impl Profile {
 
     /// Probes a few routes and picks the built-in profile that fits, with the reason.
     ///
-    /// Bounded by the client's timeout per probe (six probes at most). Falls back to
+    /// Bounded by the client's timeout per probe (seven probes at most). Falls back to
     /// `semantic` (the contract) when nothing else fits.
     pub async fn detect(client: &Client) -> (Self, String) {
         let get =
@@ -376,6 +390,14 @@ impl Profile {
         if get("/get_server_info").await.is_some() {
             return pick("sglang", "GET /get_server_info answers (SGLang)".to_owned());
         }
+        if let Some(body) = get("/health/liveliness").await
+            && body.contains("I'm alive")
+        {
+            return pick(
+                "litellm",
+                "GET /health/liveliness answers \"I'm alive!\" (LiteLLM proxy)".to_owned(),
+            );
+        }
         pick(
             "semantic",
             "no known server's routes answered; assuming the semantic caching server's contract"
@@ -393,6 +415,7 @@ impl Profile {
             usage: UsageConvention::Inclusive,
             shared_prefix: false,
             cancels_on_disconnect: true,
+            closes_after_stream: false,
             pool: None,
             memory: None,
             queue: None,
@@ -401,6 +424,7 @@ impl Profile {
                 statuses: default_statuses(),
             },
             reset: None,
+            agents: Agents::default(),
             server_metrics: None,
         }
     }

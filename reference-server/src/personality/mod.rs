@@ -54,6 +54,12 @@ pub enum Personality {
 }
 
 impl Personality {
+    /// Whether the server closes the connection after each streamed reply, whatever
+    /// keep-alive it advertised: llama-server does (`tools/server/server-http.cpp:445-458`).
+    pub fn closes_after_stream(self) -> bool {
+        self == Self::LlamaCpp
+    }
+
     /// Every personality, by its command-line name.
     pub const NAMES: [&'static str; 4] = ["semantic", "agent-memory", "llama.cpp", "vllm"];
 

@@ -17,6 +17,8 @@ use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 use tokio::net::TcpStream;
 use tokio::time::Sleep;
 
+use super::close::CloseAfterStream;
+
 /// A TCP stream whose writes fail after `limit` without progress.
 #[derive(Debug)]
 pub(crate) struct StallGuard {
@@ -24,6 +26,8 @@ pub(crate) struct StallGuard {
     limit: Duration,
     /// Running while a write or flush is pending: allocated only under backpressure.
     stalled: Option<Pin<Box<Sleep>>>,
+    /// Closes after a streamed reply (llama-server), when set.
+    close: Option<CloseAfterStream>,
 }
 
 impl StallGuard {
@@ -32,6 +36,21 @@ impl StallGuard {
             inner,
             limit,
             stalled: None,
+            close: None,
+        }
+    }
+
+    /// Reads see end-of-file once a streamed reply has been written whole (see
+    /// [`CloseAfterStream`]).
+    pub(crate) fn close_after_stream(mut self, state: CloseAfterStream) -> Self {
+        self.close = Some(state);
+        self
+    }
+
+    /// Notes a write that reached the socket.
+    fn wrote<T>(&self, poll: &Poll<io::Result<T>>) {
+        if let (Some(close), Poll::Ready(Ok(_))) = (&self.close, poll) {
+            close.wrote();
         }
     }
 
@@ -62,7 +81,12 @@ impl AsyncRead for StallGuard {
         cx: &mut Context<'_>,
         buf: &mut ReadBuf<'_>,
     ) -> Poll<io::Result<()>> {
-        Pin::new(&mut self.get_mut().inner).poll_read(cx, buf)
+        let this = self.get_mut();
+        if this.close.as_ref().is_some_and(CloseAfterStream::closing) {
+            // End-of-file: hyper closes the connection, unread bytes and all.
+            return Poll::Ready(Ok(()));
+        }
+        Pin::new(&mut this.inner).poll_read(cx, buf)
     }
 }
 
@@ -74,6 +98,7 @@ impl AsyncWrite for StallGuard {
     ) -> Poll<io::Result<usize>> {
         let this = self.get_mut();
         let poll = Pin::new(&mut this.inner).poll_write(cx, buf);
+        this.wrote(&poll);
         this.guard(cx, poll)
     }
 
@@ -84,6 +109,7 @@ impl AsyncWrite for StallGuard {
     ) -> Poll<io::Result<usize>> {
         let this = self.get_mut();
         let poll = Pin::new(&mut this.inner).poll_write_vectored(cx, bufs);
+        this.wrote(&poll);
         this.guard(cx, poll)
     }
 
