@@ -19,8 +19,13 @@
 //!   a paced run (1,000 req/s, 50 connections unless given): corrected p99 shows the stall,
 //!   uncorrected p99 hides it (coordinated omission).
 //!
+//! Runtime: by default the harness runs its workers on one single-threaded runtime per core
+//! (`Runtime::per_core`, `--threads N` for another count), the way `wrk -t N` runs one event
+//! loop per thread; `--shared-runtime` runs them instead on one work-stealing tokio runtime of
+//! `--threads` threads (the caller's runtime).
+//!
 //! Every flag also reads an environment variable: `BENCH_URL`, `BENCH_CONNECTIONS`,
-//! `BENCH_DURATION` (seconds), `BENCH_RATE`. `--rss-samples` adds the resident memory sampled
+//! `BENCH_DURATION` (seconds), `BENCH_RATE`, `BENCH_THREADS`, `BENCH_SHARED_RUNTIME` (`1`). `--rss-samples` adds the resident memory sampled
 //! every second. CPU time comes from `/proc/self/stat` (user + system, this process only).
 
 use std::convert::Infallible;
@@ -35,7 +40,7 @@ use hyper::body::Incoming;
 use hyper::server::conn::http1;
 use hyper::service::service_fn;
 use hyper_util::rt::TokioIo;
-use semantic_stress::{Arrivals, Load, Request, Stop, StressConfig, StressHarness};
+use semantic_stress::{Arrivals, Load, Request, Runtime, Stop, StressConfig, StressHarness};
 
 /// Stall window of `--stall`, as offsets from the target's start.
 const STALL_FROM: Duration = Duration::from_secs(4);
@@ -56,8 +61,10 @@ struct Args {
     duration: Duration,
     mode: Mode,
     rss_samples: bool,
-    /// Runtime threads (default: one per core; 1 is a single-threaded runtime).
+    /// Runtime threads (default: one per core).
     threads: Option<usize>,
+    /// Workers on one work-stealing runtime instead of one single-threaded runtime per thread.
+    shared_runtime: bool,
 }
 
 fn env_or(name: &str) -> Option<String> {
@@ -83,6 +90,7 @@ fn parse_args() -> anyhow::Result<Args> {
         .transpose()
         .context("BENCH_THREADS")?;
     let (mut idle, mut stall, mut rss_samples) = (false, false, false);
+    let mut shared_runtime = env_or("BENCH_SHARED_RUNTIME").is_some_and(|v| v == "1");
     let mut args = std::env::args().skip(1);
     while let Some(flag) = args.next() {
         let mut value = || args.next().with_context(|| format!("{flag} needs a value"));
@@ -97,6 +105,7 @@ fn parse_args() -> anyhow::Result<Args> {
             "--idle" => idle = true,
             "--stall" => stall = true,
             "--rss-samples" => rss_samples = true,
+            "--shared-runtime" => shared_runtime = true,
             other => bail!("unknown argument {other:?} (see the example's header)"),
         }
     }
@@ -119,6 +128,7 @@ fn parse_args() -> anyhow::Result<Args> {
         mode,
         rss_samples,
         threads,
+        shared_runtime,
     })
 }
 
@@ -293,7 +303,9 @@ fn main() -> anyhow::Result<()> {
         std::thread::available_parallelism().map_or(1, std::num::NonZeroUsize::get)
     });
     args.threads = Some(threads);
-    let runtime = if threads <= 1 {
+    // With a runtime per thread the harness starts its own threads: this one only waits
+    // (and, for `--stall`, serves the embedded target).
+    let runtime = if threads <= 1 || !args.shared_runtime {
         tokio::runtime::Builder::new_current_thread()
             .enable_all()
             .build()?
@@ -320,7 +332,12 @@ async fn bench(args: Args) -> anyhow::Result<()> {
     let config = StressConfig::new(base)
         .workers(args.connections)
         .timeout(Duration::from_secs(10))
-        .connect_timeout(Duration::from_secs(5));
+        .connect_timeout(Duration::from_secs(5))
+        .runtime(if args.shared_runtime {
+            Runtime::Caller
+        } else {
+            Runtime::PerThread(args.threads.unwrap_or(1))
+        });
     let harness = StressHarness::new(config)?;
     let stop = Stop::after(args.duration);
     let load = match args.mode {
@@ -377,6 +394,7 @@ async fn bench(args: Args) -> anyhow::Result<()> {
         "url": url,
         "connections": args.connections,
         "threads": args.threads,
+        "runtime": if args.shared_runtime { "shared" } else { "per-thread" },
         "duration_s": args.duration.as_secs_f64(),
         "rate": args.rate(),
         "sent": sent,

@@ -26,6 +26,10 @@
 //!   each stream also keeps two error histograms (≈ 26 KiB), `--no-truth` measures without;
 //! - `saturated`, `trustworthy` and `trust_reason`: the generator's own verdict on its figures.
 //!
+//! `--per-core` runs the agents on the harness's own single-threaded runtimes, one per core
+//! available (`Runtime::per_core`; one when pinned), instead of the bench's multi-thread
+//! runtime.
+//!
 //! Set `SEMANTIC_REFERENCE_SERVER` to the server binary; by default it is `reference-server`
 //! beside this example's directory (`target/release/`).
 
@@ -39,7 +43,7 @@ use std::time::Duration;
 use anyhow::{Context, bail};
 use semantic_stress::anthropic::{Message, MessagesRequest};
 use semantic_stress::metrics::LatencySummary;
-use semantic_stress::{Load, Report, Request, Stop, StressConfig, StressHarness};
+use semantic_stress::{Load, Report, Request, Runtime, Stop, StressConfig, StressHarness};
 use serde_json::{Value, json};
 
 #[derive(Debug, Clone)]
@@ -49,6 +53,7 @@ struct Args {
     token_rate: f64,
     pin: bool,
     truth: bool,
+    per_core: bool,
 }
 
 fn parse_args() -> anyhow::Result<(Args, bool)> {
@@ -58,6 +63,7 @@ fn parse_args() -> anyhow::Result<(Args, bool)> {
         token_rate: 20_000.0,
         pin: true,
         truth: true,
+        per_core: false,
     };
     let mut pinned = false;
     let mut it = std::env::args().skip(1);
@@ -78,6 +84,7 @@ fn parse_args() -> anyhow::Result<(Args, bool)> {
             "--token-rate" => args.token_rate = it.next().context("--token-rate")?.parse()?,
             "--no-pin" => args.pin = false,
             "--no-truth" => args.truth = false,
+            "--per-core" => args.per_core = true,
             "--pinned" => pinned = true,
             other => bail!("unknown argument {other}"),
         }
@@ -195,7 +202,12 @@ async fn level(args: &Args, pin: bool, agents: usize) -> anyhow::Result<Value> {
         .timeout(Duration::from_secs(60))
         .connect_timeout(Duration::from_secs(30))
         .duration(args.duration)
-        .timing_truth(args.truth);
+        .timing_truth(args.truth)
+        .runtime(if args.per_core {
+            Runtime::per_core()
+        } else {
+            Runtime::Caller
+        });
     let harness = StressHarness::new(config)?;
     // RSS sampled every 100 ms; the median of the middle half of the run is the steady state.
     let rss_before = status_kib("VmRSS:").unwrap_or(0);
@@ -319,6 +331,7 @@ fn main() -> anyhow::Result<()> {
         "pinned": pin,
         "cores": std::thread::available_parallelism().map_or(1, usize::from),
         "truth": args.truth,
+        "runtime": if args.per_core { "per-core" } else { "shared" },
         "duration_s": args.duration.as_secs_f64(),
         "loadavg_before": load_before,
         "loadavg_after": loadavg(),

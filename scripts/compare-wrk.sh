@@ -251,6 +251,6 @@ verdict "stall: run flagged saturated (cap reached)" "$(field "$j" saturated)" "
 # --- summary ---------------------------------------------------------------------------------
 printf '\n%-44s %-28s %-22s %s\n' "figure" "measured" "goal" "verdict"
 printf '%s\n' "${RESULTS[@]}"
-printf '(throughput and CPU: medians of %s alternating rounds of %s s; wrk -t2, harness on a %s-thread runtime)\n' \
+printf '(throughput and CPU: medians of %s alternating rounds of %s s; wrk -t2, harness on %s single-threaded runtimes, one per core)\n' \
     "$ROUNDS" "$DURATION" "$(nproc)"
 exit "$FAILED"

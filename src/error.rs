@@ -50,6 +50,12 @@ pub enum Error {
         /// What came back instead.
         reason: String,
     },
+    /// A thread of the harness's own (or its runtime) could not be started.
+    #[error("cannot start the run's threads: {reason}")]
+    Runtime {
+        /// What could not be started, and the operating system's error.
+        reason: String,
+    },
     /// Process memory could not be sampled.
     #[error("cannot sample memory of pid {pid}: {reason}")]
     Memory {

@@ -81,8 +81,8 @@ mod sampling;
 pub use client::{Client, Expect, Request, ResponseLimits};
 pub use error::{Error, Result};
 pub use harness::{
-    Agent, Arrivals, GeneratorStats, Load, Overrides, Pacing, RunResults, Slot, Stage, Stop,
-    StreamedRun, StressConfig, StressHarness, Tally, Trust,
+    Agent, Arrivals, GeneratorStats, Load, Overrides, Pacing, RunResults, Runtime, Slot, Stage,
+    Stop, StreamedRun, StressConfig, StressHarness, Tally, Trust,
 };
 pub use harness::{DEFAULT_BASE_URL, DEFAULT_DURATION, DEFAULT_TIMEOUT, STAMP_HEADER};
 pub use harness::{Progress, ProgressFn, Sustained, SustainedLoadMetrics};

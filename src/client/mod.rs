@@ -100,6 +100,18 @@ impl Client {
         })
     }
 
+    /// A client for another thread: same settings and pool, its own copy of the per-request
+    /// headers (nothing a request touches is shared with `self`'s requests).
+    pub(crate) fn for_thread(&self) -> Self {
+        Self {
+            pool: self.pool.clone(),
+            shared: Arc::new(Shared {
+                endpoint: self.shared.endpoint.detached(),
+                config: self.shared.config.clone(),
+            }),
+        }
+    }
+
     /// The base URL requests go to.
     pub fn base_url(&self) -> &str {
         &self.shared.config.base_url
@@ -347,10 +359,16 @@ impl Client {
                         delay: config.receive_delay,
                         limits,
                     };
+                    // Boxed: the readers' state is large, and inline it would make every
+                    // request's future (and every move of it) that large.
                     if stream && is_sse {
-                        body::read_stream(body, record, reading).await.map(Some)
+                        Box::pin(body::read_stream(body, record, reading))
+                            .await
+                            .map(Some)
                     } else {
-                        body::read_message(body, record, reading).await.map(Some)
+                        Box::pin(body::read_message(body, record, reading))
+                            .await
+                            .map(Some)
                     }
                 }
                 Expect::Any if text_limit == 0 => body::drain_body(body, limits.body_bytes)

@@ -198,6 +198,37 @@ impl Endpoint {
         })
     }
 
+    /// A copy that shares no header buffer with `self`: a header value cloned per request
+    /// bumps a reference count in its buffer, and threads that share the buffer then contend
+    /// for one cache line on every request.
+    pub(crate) fn detached(&self) -> Self {
+        let value = |v: &HeaderValue| {
+            let mut copy = HeaderValue::from_bytes(v.as_bytes()).unwrap_or_else(|_| v.clone());
+            copy.set_sensitive(v.is_sensitive());
+            copy
+        };
+        let name = |n: &HeaderName| {
+            HeaderName::from_bytes(n.as_str().as_bytes()).unwrap_or_else(|_| n.clone())
+        };
+        Self {
+            scheme_authority: self.scheme_authority.clone(),
+            connect_to: self.connect_to.clone(),
+            tls: self.tls.clone(),
+            host: value(&self.host),
+            prefix: self.prefix.clone(),
+            api_key: self.api_key.as_ref().map(value),
+            headers: self
+                .headers
+                .iter()
+                .map(|(n, v)| (name(n), value(v)))
+                .collect(),
+            policy: Policy {
+                agent_header: name(&self.policy.agent_header),
+                close_after_stream: self.policy.close_after_stream,
+            },
+        }
+    }
+
     /// The request for the shared pool: absolute URI, `Host` added by the pool.
     pub(crate) fn pooled(&self, request: &Request) -> Result<http::Request<Full<Bytes>>, Failure> {
         let uri = format!("{}{}{}", self.scheme_authority, self.prefix, request.path);
@@ -354,7 +385,9 @@ impl Conn {
             },
         });
         let wire = Arc::new(Wire::default());
-        let sender = connect(endpoint, connect_timeout, head_bytes, wire.clone()).await?;
+        // Boxed: the connect and TLS handshake state is large and only needed once per
+        // connection; inline it would make every request's future that large.
+        let sender = Box::pin(connect(endpoint, connect_timeout, head_bytes, wire.clone())).await?;
         if let Some(current) = &mut self.current {
             current.usage.connected = true;
             current.start = wire.start_request();

@@ -6,6 +6,7 @@ use std::time::Duration;
 
 use http::header::{HeaderName, HeaderValue};
 
+use super::Runtime;
 use crate::metrics::{DEFAULT_STALL_GAP, MetricsCollector, Slo};
 use crate::{Error, ResponseLimits, ServerMetricNames};
 
@@ -96,6 +97,9 @@ pub struct StressConfig {
     /// (none) by default; not for use outside tests.
     #[doc(hidden)]
     pub receive_delay: Duration,
+    /// Where a run's workers run: on the runtime that awaits the run (the default) or on
+    /// threads of the run's own, one single-threaded runtime each ([`Runtime`]).
+    pub runtime: Runtime,
 }
 
 impl Default for StressConfig {
@@ -132,6 +136,7 @@ impl StressConfig {
             receive_delay: Duration::ZERO,
             agent_header: HeaderName::from_static("x-session-id"),
             close_after_stream: false,
+            runtime: Runtime::Caller,
         }
     }
 
@@ -186,6 +191,14 @@ impl StressConfig {
         }
         config.validate()?;
         Ok(config)
+    }
+
+    /// Sets where a run's workers run ([`Runtime::per_core`]: one single-threaded runtime per
+    /// core, the workers partitioned among them).
+    #[must_use]
+    pub fn runtime(mut self, runtime: Runtime) -> Self {
+        self.runtime = runtime;
+        self
     }
 
     /// Sets the base URL.
@@ -345,6 +358,9 @@ impl StressConfig {
         let bad = |field, reason: String| Err(Error::InvalidConfig { field, reason });
         if self.workers == 0 {
             return bad("workers", "must be at least 1".to_owned());
+        }
+        if self.runtime == Runtime::PerThread(0) {
+            return bad("runtime", "needs at least one thread".to_owned());
         }
         if let Some(r) = self.rate_limit
             && !(r.is_finite() && r >= MIN_RATE)

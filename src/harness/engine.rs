@@ -20,6 +20,7 @@ use serde::Serialize;
 use super::agent::{Agent, RunShared};
 use super::load::{Activity, ArrivalClock, Load, Pacing, worker_active};
 use super::pacer::Pacer;
+use super::selfwatch::{SelfWatch, Watched};
 use super::shards::Shards;
 
 /// Timer lag above which the generator is called saturated, at p99: at least this…
@@ -85,9 +86,31 @@ pub struct GeneratorStats {
     pub cpu_share: Option<f64>,
 }
 
+/// The share of a run's slots one scheduler hands out: slot indices `shard, shard + of,
+/// shard + 2·of, …` (the whole run when `of` is 1). Parts of one run partition its slots: a
+/// count-bounded run sends exactly its count, and open-loop parts keep the whole schedule's due
+/// times, each part taking every `of`-th arrival.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct Part {
+    pub(crate) shard: u64,
+    pub(crate) of: u64,
+}
+
+impl Part {
+    /// The whole run.
+    pub(crate) const WHOLE: Self = Self { shard: 0, of: 1 };
+
+    /// The run's index of this part's `local`-th slot.
+    fn index(self, local: u64) -> u64 {
+        local.saturating_mul(self.of).saturating_add(self.shard)
+    }
+}
+
 pub(crate) struct Scheduler {
     start: Instant,
     load: Load,
+    part: Part,
+    /// Slots handed out by this scheduler.
     issued: AtomicU64,
     clock: Option<Mutex<ArrivalClock>>,
     /// Precise wake-ups of open-loop slots (absent in a closed loop, or when no thread could
@@ -100,7 +123,9 @@ pub(crate) struct Scheduler {
 }
 
 impl Scheduler {
-    pub(crate) fn new(load: Load, start: Instant) -> Self {
+    /// The scheduler of `part` of `load`, started at `start`; its timer-lag histogram has
+    /// `cells` shards (one per runtime thread that records into it).
+    pub(crate) fn new(load: Load, start: Instant, part: Part, cells: usize) -> Self {
         let clock = match &load.pacing {
             Pacing::Closed => None,
             Pacing::Open(arrivals) => Some(Mutex::new(ArrivalClock::new(arrivals.clone()))),
@@ -109,11 +134,12 @@ impl Scheduler {
         Self {
             start,
             load,
+            part,
             issued: AtomicU64::new(0),
             clock,
             pacer,
             late: AtomicU64::new(0),
-            lag: Shards::new(new_lag_histogram),
+            lag: Shards::with_cells(cells, new_lag_histogram),
         }
     }
 
@@ -144,15 +170,15 @@ impl Scheduler {
                 if stop_at.is_some_and(|s| now >= s) {
                     return None;
                 }
-                let index = self.issued.fetch_add(1, Ordering::Relaxed);
+                let index = self.part.index(self.issued.fetch_add(1, Ordering::Relaxed));
                 (index, now, None)
             }
             Some(clock) => {
                 // Index and arrival time are taken together so arrivals stay in order, and the
                 // pacer is told under the same lock so that it gets them in due order.
                 let mut clock = clock.lock().unwrap_or_else(PoisonError::into_inner);
-                let index = self.issued.fetch_add(1, Ordering::Relaxed);
-                let due = super::later(self.start, clock.next_offset());
+                let index = self.part.index(self.issued.fetch_add(1, Ordering::Relaxed));
+                let due = super::later(self.start, clock.offset_at(index));
                 if self.past_stop(index, due, stop_at) {
                     return None;
                 }
@@ -200,8 +226,8 @@ impl Scheduler {
     }
 }
 
-/// Runs `step` on `agents` under `load` until it stops; returns the agents and generator
-/// figures. Every request is recorded through the agents' run sink.
+/// Runs `step` on `agents` under `load` until it stops, on the current runtime; returns the
+/// generator figures. Every request is recorded through the agents' run sink.
 pub(crate) async fn run_steps<F, Fut>(
     load: Load,
     agents: Vec<Agent>,
@@ -213,14 +239,44 @@ where
     F: Fn(Agent, Slot) -> Fut + Send + Sync + 'static,
     Fut: Future<Output = Agent> + Send + 'static,
 {
-    let watch = super::selfwatch::SelfWatch::start();
     let start = Instant::now();
-    let scheduler = Arc::new(Scheduler::new(load, start));
-    let step = Arc::new(step);
+    let cells = std::thread::available_parallelism().map_or(1, std::num::NonZeroUsize::get);
+    let scheduler = Scheduler::new(load, start, Part::WHOLE, cells);
+    let part = run_part(scheduler, agents, run.deadline + grace, Arc::new(step)).await;
+    PartRun::finish(vec![part], start)
+}
+
+/// What one part of a run did (one runtime's workers), before figures are computed.
+#[derive(Debug)]
+pub(crate) struct PartRun {
+    slots: u64,
+    cancelled: u64,
+    late: u64,
+    /// Timer lag of open-loop waits, µs.
+    lag: Histogram<u64>,
+    watched: Watched,
+}
+
+/// Runs `step` on `agents` with `scheduler`'s slots on the current runtime until the
+/// scheduler stops; steps still running at `hard_deadline` are cancelled (their requests are
+/// still recorded).
+pub(crate) async fn run_part<F, Fut>(
+    scheduler: Scheduler,
+    agents: Vec<Agent>,
+    hard_deadline: Instant,
+    step: Arc<F>,
+) -> PartRun
+where
+    F: Fn(Agent, Slot) -> Fut + Send + Sync + 'static,
+    Fut: Future<Output = Agent> + Send + 'static,
+{
+    let watch = SelfWatch::start();
+    let scheduler = Arc::new(scheduler);
     let mut tasks = tokio::task::JoinSet::new();
-    for (worker, mut agent) in agents.into_iter().enumerate() {
+    for mut agent in agents {
         let scheduler = Arc::clone(&scheduler);
         let step = Arc::clone(&step);
+        let worker = agent.index();
         tasks.spawn(async move {
             let mut slots = 0u64;
             while let Some(slot) = scheduler.next(worker).await {
@@ -231,16 +287,15 @@ where
             slots
         });
     }
-    let hard_deadline = run.deadline + grace;
-    let mut stats = GeneratorStats::default();
+    let (mut slots, mut cancelled) = (0u64, 0u64);
     loop {
         match tokio::time::timeout_at(hard_deadline.into(), tasks.join_next()).await {
-            Ok(Some(Ok(slots))) => stats.slots += slots,
+            Ok(Some(Ok(n))) => slots += n,
             // A panicking workload step loses nothing already recorded; the panic is counted.
-            Ok(Some(Err(_))) => stats.cancelled_workers += 1,
+            Ok(Some(Err(_))) => cancelled += 1,
             Ok(None) => break,
             Err(_) => {
-                stats.cancelled_workers += tasks.len() as u64;
+                cancelled += tasks.len() as u64;
                 tasks.abort_all();
                 // Wait for the aborted tasks so their in-flight records are written.
                 while tasks.join_next().await.is_some() {}
@@ -248,29 +303,70 @@ where
             }
         }
     }
-    stats.late_slots = scheduler.late.load(Ordering::Relaxed);
     let lag = scheduler.lag.fold(new_lag_histogram(), |acc, h| {
         // Same bounds on both sides: adding cannot fail.
         let _ = acc.add(h);
     });
-    let ms = |us: u64| us as f64 / 1000.0;
-    if !lag.is_empty() {
-        stats.timer_lag_p50_ms = ms(lag.value_at_quantile(0.5));
-        stats.timer_lag_p99_ms = ms(lag.value_at_quantile(0.99));
-        stats.timer_lag_max_ms = ms(lag.max());
+    PartRun {
+        slots,
+        cancelled,
+        late: scheduler.late.load(Ordering::Relaxed),
+        lag,
+        watched: watch.finish().await,
     }
-    // Slot counts stay far below 2^53, where u64 → f64 is exact.
-    let late_share = stats.late_slots as f64 / stats.slots.max(1) as f64;
-    let mean_gap_ms = start.elapsed().as_secs_f64() * 1000.0 / stats.slots.max(1) as f64;
-    let lag_bound_ms =
-        (SATURATION_LAG.as_secs_f64() * 1000.0).max(SATURATION_LAG_SHARE_OF_GAP * mean_gap_ms);
-    stats.saturated = stats.timer_lag_p99_ms > lag_bound_ms || late_share > SATURATION_LATE_SHARE;
-    watch.finish(&mut stats).await;
-    // A closed loop has no timer to be late for: a slow event loop is its saturation.
-    stats.saturated |= stats
-        .wake_lag_p99_ms
-        .is_some_and(|l| l > SATURATION_LAG.as_secs_f64() * 1000.0);
-    stats
+}
+
+impl PartRun {
+    /// A part that never ran (its thread was lost): its workers count as cancelled.
+    pub(crate) fn lost(workers: usize) -> Self {
+        Self {
+            slots: 0,
+            cancelled: workers as u64,
+            late: 0,
+            lag: new_lag_histogram(),
+            watched: Watched::default(),
+        }
+    }
+
+    /// The generator figures of a run made of `parts`, started at `start`: counts add up and
+    /// histograms are merged sample for sample, so the quantiles are those of the whole run.
+    pub(crate) fn finish(parts: Vec<Self>, start: Instant) -> GeneratorStats {
+        let mut stats = GeneratorStats::default();
+        let mut lag = new_lag_histogram();
+        let mut watched: Option<Watched> = None;
+        for part in parts {
+            stats.slots += part.slots;
+            stats.cancelled_workers += part.cancelled;
+            stats.late_slots += part.late;
+            // Same bounds on both sides: adding cannot fail.
+            let _ = lag.add(&part.lag);
+            match &mut watched {
+                Some(w) => w.merge(part.watched),
+                None => watched = Some(part.watched),
+            }
+        }
+        let ms = |us: u64| us as f64 / 1000.0;
+        if !lag.is_empty() {
+            stats.timer_lag_p50_ms = ms(lag.value_at_quantile(0.5));
+            stats.timer_lag_p99_ms = ms(lag.value_at_quantile(0.99));
+            stats.timer_lag_max_ms = ms(lag.max());
+        }
+        // Slot counts stay far below 2^53, where u64 → f64 is exact.
+        let late_share = stats.late_slots as f64 / stats.slots.max(1) as f64;
+        let mean_gap_ms = start.elapsed().as_secs_f64() * 1000.0 / stats.slots.max(1) as f64;
+        let lag_bound_ms =
+            (SATURATION_LAG.as_secs_f64() * 1000.0).max(SATURATION_LAG_SHARE_OF_GAP * mean_gap_ms);
+        stats.saturated =
+            stats.timer_lag_p99_ms > lag_bound_ms || late_share > SATURATION_LATE_SHARE;
+        if let Some(w) = watched {
+            w.apply(&mut stats);
+        }
+        // A closed loop has no timer to be late for: a slow event loop is its saturation.
+        stats.saturated |= stats
+            .wake_lag_p99_ms
+            .is_some_and(|l| l > SATURATION_LAG.as_secs_f64() * 1000.0);
+        stats
+    }
 }
 
 fn new_lag_histogram() -> Histogram<u64> {

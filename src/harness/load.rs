@@ -190,6 +190,15 @@ impl ArrivalClock {
         }
     }
 
+    /// The offset of arrival `index` (0-based), skipping the arrivals before it; indices
+    /// must not go back (an index already passed gives the next arrival's offset).
+    pub(crate) fn offset_at(&mut self, index: u64) -> Duration {
+        while self.index < index {
+            self.next_offset();
+        }
+        self.next_offset()
+    }
+
     /// The next arrival's offset from the start.
     pub(crate) fn next_offset(&mut self) -> Duration {
         let i = self.index;
@@ -268,6 +277,22 @@ mod tests {
         });
         let v: Vec<_> = (0..5).map(|_| b.next_offset().as_secs()).collect();
         assert_eq!(v, vec![0, 0, 1, 1, 2]);
+    }
+
+    #[test]
+    fn parts_of_a_schedule_keep_its_due_times() {
+        let arrivals = Arrivals::Poisson {
+            per_second: 100.0,
+            seed: 3,
+        };
+        let mut whole = ArrivalClock::new(arrivals.clone());
+        let all: Vec<Duration> = (0..30).map(|_| whole.next_offset()).collect();
+        for shard in 0..3u64 {
+            let mut part = ArrivalClock::new(arrivals.clone());
+            for i in (shard..30).step_by(3) {
+                assert_eq!(part.offset_at(i), all[i as usize], "arrival {i}");
+            }
+        }
     }
 
     #[test]

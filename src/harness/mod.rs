@@ -18,6 +18,7 @@ mod engine;
 mod load;
 mod overrides;
 mod pacer;
+mod percore;
 mod selfwatch;
 mod shards;
 mod sustained;
@@ -35,6 +36,7 @@ pub use config::{DEFAULT_BASE_URL, DEFAULT_DURATION, DEFAULT_TIMEOUT, StressConf
 pub use engine::{GeneratorStats, Slot};
 pub use load::{Arrivals, Load, Pacing, Stage, Stop};
 pub use overrides::Overrides;
+pub use percore::Runtime;
 pub use sustained::{Progress, ProgressFn, Sustained, SustainedLoadMetrics};
 pub use trust::Trust;
 
@@ -295,23 +297,28 @@ impl StressHarness {
     ///
     /// # Errors
     ///
-    /// [`Error::InvalidConfig`](crate::Error::InvalidConfig) for an invalid load.
+    /// [`Error::InvalidConfig`](crate::Error::InvalidConfig) for an invalid load;
+    /// [`Error::Runtime`](crate::Error::Runtime) when the run's own threads cannot start.
     pub async fn run_streaming<F>(&self, load: Load, request_fn: F) -> crate::Result<StreamedRun>
     where
         F: Fn(Slot) -> Request + Send + Sync + 'static,
     {
         load.validate()?;
-        let sink = Arc::new(ShardedCollector::new(self.config.collector()));
-        let run = self.shared(self.deadline_for(&load, Instant::now()), sink.clone());
-        let generator = self
-            .drive(load, false, &run, move |agent, slot| {
-                send_one(agent, request_fn(slot))
-            })
-            .await;
+        let deadline = self.deadline_for(&load, Instant::now());
+        let empty = self.config.collector();
+        let driven = self
+            .drive(
+                load,
+                false,
+                deadline,
+                |cells| ShardedCollector::new(empty.clone(), cells),
+                move |agent, slot| send_one(agent, request_fn(slot)),
+            )
+            .await?;
         Ok(StreamedRun {
-            load: sink.merged().metrics(),
-            sent: run.tally.sent(),
-            generator,
+            load: ShardedCollector::merge_all(&driven.sinks, empty).metrics(),
+            sent: driven.sent,
+            generator: driven.generator,
         })
     }
 
@@ -428,30 +435,19 @@ impl StressHarness {
         load.validate()?;
         let started = Instant::now();
         let deadline = self.deadline_for(&load, started);
-        let (run, sink) = self.shared_keep_all(deadline);
-        let generator = self.drive(load, sessions, &run, step).await;
+        let keep_all = |_| KeepAll(Mutex::new(Vec::new()));
+        let driven = self.drive(load, sessions, deadline, keep_all, step).await?;
+        let mut results: Vec<RequestResult> = driven.sinks.iter().flat_map(|s| take(s)).collect();
+        if driven.sinks.len() > 1 {
+            // Each thread's records are in its completion order: interleave them.
+            results.sort_by_key(|r| r.finished_at);
+        }
         Ok(RunResults {
-            sent: run.tally.sent(),
-            results: take(&sink),
-            generator,
+            sent: driven.sent,
+            results,
+            generator: driven.generator,
             started,
         })
-    }
-
-    /// Runs `step` on one agent per worker of `load`, recording into `run`'s sink.
-    async fn drive<F, Fut>(
-        &self,
-        load: Load,
-        sessions: bool,
-        run: &Arc<RunShared>,
-        step: F,
-    ) -> GeneratorStats
-    where
-        F: Fn(Agent, Slot) -> Fut + Send + Sync + 'static,
-        Fut: Future<Output = Agent> + Send + 'static,
-    {
-        let agents = self.agents(load.workers, sessions, run);
-        engine::run_steps(load, agents, run, self.config.grace, step).await
     }
 
     /// The hard deadline of a run: its duration plus the timeout, or for count-bounded runs
@@ -481,28 +477,11 @@ impl StressHarness {
     }
 
     fn shared(&self, deadline: Instant, sink: Arc<dyn Sink>) -> Arc<RunShared> {
-        Arc::new(RunShared {
-            client: self.client.clone(),
-            sink,
-            tally: Arc::new(Tally::default()),
-            model: self.config.model.clone(),
-            stream: self.config.stream,
-            deadline,
-        })
+        self.run_shared(self.client.clone(), deadline, sink)
     }
 
     fn agents(&self, n: usize, sessions: bool, run: &Arc<RunShared>) -> Vec<Agent> {
-        let tag = run_tag(self.config.seed);
-        (0..n)
-            .map(|i| {
-                let id = if sessions {
-                    format!("agent-{tag}-{i}")
-                } else {
-                    format!("worker-{i}")
-                };
-                Agent::new(i, id, sessions, Arc::clone(run))
-            })
-            .collect()
+        percore::agents_of((0..n).collect(), sessions, &run_tag(self.config.seed), run)
     }
 }
 

@@ -51,35 +51,92 @@ impl SelfWatch {
         }
     }
 
-    /// Stops the probe and writes the figures into `stats`.
-    pub(crate) async fn finish(self, stats: &mut GeneratorStats) {
+    /// Stops the probe and returns what was watched, to be merged with other threads' and
+    /// written into [`GeneratorStats`] with [`Watched::apply`].
+    pub(crate) async fn finish(self) -> Watched {
         let wall = self.start.elapsed();
         self.stop.store(true, Ordering::Relaxed);
+        let mut wake_lag = None;
         if let Some(probe) = self.probe
             && let Ok(lag) = probe.await
             && !lag.is_empty()
         {
-            let ms = |us: u64| us as f64 / 1000.0;
+            wake_lag = Some(lag);
+        }
+        let cpu = match (self.cpu_start, process_cpu()) {
+            (Some(before), Some(after)) => Some(after.saturating_sub(before)),
+            _ => None,
+        };
+        let busy = match (self.busy_start, busy_total(), Handle::try_current()) {
+            (Some(before), Some(after), Ok(handle)) => Some((
+                after.saturating_sub(before),
+                handle.metrics().num_workers().max(1),
+            )),
+            _ => None,
+        };
+        Watched {
+            wall,
+            cpu,
+            busy,
+            wake_lag,
+        }
+    }
+}
+
+/// What a [`SelfWatch`] saw on one runtime, before it is turned into figures.
+#[derive(Debug, Default)]
+pub(crate) struct Watched {
+    wall: Duration,
+    /// The whole process's CPU time over the watch.
+    cpu: Option<Duration>,
+    /// Σ of the runtime workers' busy time, and how many workers.
+    busy: Option<(Duration, usize)>,
+    /// Wake-up lags of the probe, µs.
+    wake_lag: Option<Histogram<u64>>,
+}
+
+impl Watched {
+    /// Folds `other` (another runtime of the same run) in: busy times and workers add up,
+    /// wake-up lags are merged sample for sample, and wall and CPU time (both of the whole
+    /// process, over nearly the same interval) keep the longer reading.
+    pub(crate) fn merge(&mut self, other: Self) {
+        self.wall = self.wall.max(other.wall);
+        self.cpu = match (self.cpu, other.cpu) {
+            (Some(a), Some(b)) => Some(a.max(b)),
+            (a, b) => a.or(b),
+        };
+        self.busy = match (self.busy, other.busy) {
+            (Some((a, n)), Some((b, m))) => Some((a + b, n + m)),
+            (a, b) => a.or(b),
+        };
+        match (&mut self.wake_lag, other.wake_lag) {
+            // Same bounds on both sides: adding cannot fail.
+            (Some(a), Some(b)) => drop(a.add(&b)),
+            (a @ None, b) => *a = b,
+            (Some(_), None) => {}
+        }
+    }
+
+    /// Writes the figures into `stats`.
+    pub(crate) fn apply(&self, stats: &mut GeneratorStats) {
+        let ms = |us: u64| us as f64 / 1000.0;
+        if let Some(lag) = &self.wake_lag {
             stats.wake_lag_p99_ms = Some(ms(lag.value_at_quantile(0.99)));
             stats.wake_lag_max_ms = Some(ms(lag.max()));
         }
-        let secs = wall.as_secs_f64();
-        if let (Some(before), Some(after)) = (self.cpu_start, process_cpu())
-            && secs > 0.0
-        {
-            let cpu = after.saturating_sub(before).as_secs_f64();
+        let secs = self.wall.as_secs_f64();
+        if secs <= 0.0 {
+            return;
+        }
+        if let Some(cpu) = self.cpu {
+            let cpu = cpu.as_secs_f64();
             stats.cpu_s = Some(cpu);
             let cores = std::thread::available_parallelism().map_or(1, usize::from);
             // Core counts are tiny: exact in f64.
             stats.cpu_share = Some(cpu / (secs * cores as f64));
         }
-        if let (Some(before), Some(after), Ok(handle)) =
-            (self.busy_start, busy_total(), Handle::try_current())
-            && secs > 0.0
-        {
-            let workers = handle.metrics().num_workers().max(1);
-            let busy = after.saturating_sub(before).as_secs_f64();
-            stats.busy_share = Some((busy / (secs * workers as f64)).min(1.0));
+        if let Some((busy, workers)) = self.busy {
+            stats.busy_share = Some((busy.as_secs_f64() / (secs * workers as f64)).min(1.0));
         }
     }
 }
@@ -138,7 +195,7 @@ mod tests {
         std::hint::black_box(x);
         tokio::time::sleep(Duration::from_millis(30)).await;
         let mut stats = GeneratorStats::default();
-        watch.finish(&mut stats).await;
+        watch.finish().await.apply(&mut stats);
         assert!(stats.wake_lag_p99_ms.is_some_and(|v| v >= 0.0));
         assert!(stats.busy_share.is_some_and(|b| (0.0..=1.0).contains(&b)));
         if cfg!(target_os = "linux") {

@@ -28,11 +28,9 @@ pub(crate) struct Shards<T> {
 }
 
 impl<T> Shards<T> {
-    /// As many shards as the machine has cores (at most 16), each made by `make`.
-    pub(crate) fn new(mut make: impl FnMut() -> T) -> Self {
-        let n = std::thread::available_parallelism()
-            .map_or(1, std::num::NonZeroUsize::get)
-            .clamp(1, MAX_SHARDS);
+    /// `n` shards (1 to 16), each made by `make`: one when a single thread records.
+    pub(crate) fn with_cells(n: usize, mut make: impl FnMut() -> T) -> Self {
+        let n = n.clamp(1, MAX_SHARDS);
         Self {
             cells: (0..n).map(|_| Mutex::new(make())).collect(),
         }
@@ -61,23 +59,26 @@ impl<T> Shards<T> {
 /// length, no shared lock on the hot path.
 pub(crate) struct ShardedCollector {
     shards: Shards<MetricsCollector>,
-    empty: MetricsCollector,
 }
 
 impl ShardedCollector {
-    /// Shards that each start as a copy of `empty` (which carries the objectives).
-    pub(crate) fn new(empty: MetricsCollector) -> Self {
-        let template = empty.clone();
+    /// `cells` shards (one per thread that records into it) that each start as a copy of
+    /// `empty` (which carries the objectives).
+    pub(crate) fn new(empty: MetricsCollector, cells: usize) -> Self {
         Self {
-            shards: Shards::new(move || template.clone()),
-            empty,
+            shards: Shards::with_cells(cells, move || empty.clone()),
         }
     }
 
-    /// The merged collector of every record so far.
-    pub(crate) fn merged(&self) -> MetricsCollector {
-        self.shards
-            .fold(self.empty.clone(), MetricsCollector::merge)
+    /// `empty` with every record of every collector in `all` merged in.
+    pub(crate) fn merge_all(
+        all: &[std::sync::Arc<Self>],
+        mut empty: MetricsCollector,
+    ) -> MetricsCollector {
+        for collector in all {
+            collector.shards.fold(&mut empty, |acc, c| acc.merge(c));
+        }
+        empty
     }
 }
 
@@ -89,25 +90,38 @@ impl Sink for ShardedCollector {
 
 #[cfg(test)]
 mod tests {
+    use std::sync::Arc;
     use std::time::{Duration, Instant};
 
     use super::*;
     use crate::Outcome;
 
+    /// Record `i` of a test run: successes and failures, latencies spread over 1 µs – 50 ms.
+    fn record(origin: Instant, i: u64) -> RequestResult {
+        let start = origin + Duration::from_micros(i * 7);
+        let mut r = RequestResult::pending(start, start + Duration::from_micros(i % 13));
+        r.finished_at = start + Duration::from_micros(1 + (i * 7919) % 50_000);
+        if i.is_multiple_of(17) {
+            r.outcome = Outcome::ServerError;
+            r.status = 500;
+        } else {
+            r.outcome = Outcome::Success;
+            r.status = 200;
+            r.first_byte_at = Some(start + Duration::from_micros(1 + (i * 31) % 9_000));
+        }
+        r
+    }
+
     #[test]
     fn merged_shards_count_every_record_once() {
-        let sink = std::sync::Arc::new(ShardedCollector::new(MetricsCollector::new()));
+        let sink = Arc::new(ShardedCollector::new(MetricsCollector::new(), 4));
+        let origin = Instant::now();
         let threads: Vec<_> = (0..4)
-            .map(|_| {
-                let sink = std::sync::Arc::clone(&sink);
+            .map(|t| {
+                let sink = Arc::clone(&sink);
                 std::thread::spawn(move || {
                     for i in 0..1000u64 {
-                        let t = Instant::now();
-                        let mut r = RequestResult::pending(t, t);
-                        r.finished_at = t + Duration::from_micros(i + 1);
-                        r.outcome = Outcome::Success;
-                        r.status = 200;
-                        sink.record(&r);
+                        sink.record(&record(origin, t * 1000 + i));
                     }
                 })
             })
@@ -115,8 +129,36 @@ mod tests {
         for t in threads {
             t.join().unwrap();
         }
-        let m = sink.merged().metrics();
+        let m = ShardedCollector::merge_all(&[sink], MetricsCollector::new()).metrics();
         assert_eq!(m.total, 4000);
-        assert_eq!(m.successful, 4000);
+        assert_eq!(m.successful + m.errors, 4000);
+    }
+
+    /// Per-thread sinks (one cell each, as a run on threads of its own has) merged at the end
+    /// give exactly the figures of one collector that saw every record.
+    #[test]
+    fn merging_per_thread_sinks_equals_recording_all_in_one() {
+        let origin = Instant::now();
+        let records: Vec<RequestResult> = (0..10_000).map(|i| record(origin, i)).collect();
+        let mut whole = MetricsCollector::new();
+        for r in &records {
+            whole.record(r);
+        }
+        // Three threads, records dealt unevenly (thread i takes records ≡ i mod 3, and thread 2
+        // also the last thousand), as a run's threads finish unequal shares.
+        let sinks: Vec<_> = (0..3)
+            .map(|_| Arc::new(ShardedCollector::new(MetricsCollector::new(), 1)))
+            .collect();
+        for (i, r) in records.iter().enumerate() {
+            let t = if i >= 9_000 { 2 } else { i % 3 };
+            sinks[t].record(r);
+        }
+        let merged = ShardedCollector::merge_all(&sinks, MetricsCollector::new());
+        let (a, b) = (merged.metrics(), whole.metrics());
+        assert_eq!(a.total, 10_000);
+        assert_eq!(
+            serde_json::to_value(&a).unwrap(),
+            serde_json::to_value(&b).unwrap()
+        );
     }
 }
