@@ -23,7 +23,8 @@
 //! - `cpu_us_per_token`: the generator process's CPU time over output tokens received;
 //! - `rss_per_agent_kib`: resident memory in the middle of the run (agents mostly idle,
 //!   waiting for their next token) minus before the run, over the agents; in self-test mode
-//!   each stream also keeps two error histograms (≈ 26 KiB), `--no-truth` measures without;
+//!   each stream also keeps its per-delta and ITL errors (4 bytes each a delta), `--no-truth`
+//!   measures without;
 //! - `saturated`, `trustworthy` and `trust_reason`: the generator's own verdict on its figures.
 //!
 //! `--per-core` runs the agents on the harness's own single-threaded runtimes, one per core
