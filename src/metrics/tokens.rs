@@ -77,7 +77,7 @@ impl CompactHistogram {
 
     /// Records one value, truncated to µs and clamped to one hour.
     ///
-    /// Time: O(1) amortised (the switch to counters, once, is O([`RAW_LIMIT`])).
+    /// Time: O(1) amortised (the switch to counters, once, is O(2,048)).
     pub fn record(&mut self, value: Duration) {
         // More than u64::MAX µs saturates like any value above the bound.
         let us = u64::try_from(value.as_micros()).unwrap_or(u64::MAX);
