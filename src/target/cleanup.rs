@@ -187,6 +187,13 @@ impl std::fmt::Display for Cleanup {
         if let Some(why) = &self.first_failure {
             write!(f, "; first failure: {why}")?;
         }
+        if self.deleted == 0 && self.already_gone > 0 && self.already_gone == self.agents {
+            // Not one deletion found its agent: a server without this route answers 404 too.
+            write!(
+                f,
+                "; every deletion answered 404: the agents were gone, or the server has no such route (is the profile the server's?)"
+            )?;
+        }
         Ok(())
     }
 }

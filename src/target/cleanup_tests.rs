@@ -238,3 +238,23 @@ async fn agent_memory_frees_the_pool_blocks_of_deleted_agents() {
     assert_eq!(again.already_gone, 3, "{again}");
     server.shutdown().await;
 }
+
+#[test]
+fn a_cleanup_where_every_deletion_found_nothing_says_the_route_may_be_missing() {
+    let all_404 = Cleanup {
+        agents: 3,
+        already_gone: 3,
+        ..Cleanup::default()
+    };
+    assert!(all_404.to_string().contains("no such route"), "{all_404}");
+    let some_deleted = Cleanup {
+        agents: 3,
+        deleted: 1,
+        already_gone: 2,
+        ..Cleanup::default()
+    };
+    assert!(
+        !some_deleted.to_string().contains("no such route"),
+        "{some_deleted}"
+    );
+}
