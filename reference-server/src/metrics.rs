@@ -19,15 +19,75 @@ const BUCKETS: [f64; 14] = [
 ];
 
 /// Request counters and the latency histogram.
-#[derive(Debug, Default)]
+#[derive(Debug)]
 pub(crate) struct HttpMetrics {
     requests: Mutex<BTreeMap<(&'static str, &'static str, u16), u64>>,
-    /// Observations per bucket (not cumulative); the last slot is `+Inf`.
-    buckets: [AtomicU64; BUCKETS.len() + 1],
-    count: AtomicU64,
-    sum_micros: AtomicU64,
+    latency: Histogram,
     /// The server's own time to first token and inter-token gaps of streamed replies.
     pub(crate) tokens: TokenTimes,
+}
+
+impl Default for HttpMetrics {
+    fn default() -> Self {
+        Self {
+            requests: Mutex::default(),
+            latency: Histogram::new(&BUCKETS),
+            tokens: TokenTimes::default(),
+        }
+    }
+}
+
+/// A fixed-bucket histogram of durations, lock-free, written in the Prometheus text format.
+#[derive(Debug)]
+pub(crate) struct Histogram {
+    /// Upper bounds of the buckets, in seconds.
+    bounds: &'static [f64],
+    /// Observations per bucket (not cumulative); the last slot is `+Inf`.
+    buckets: Box<[AtomicU64]>,
+    count: AtomicU64,
+    sum_micros: AtomicU64,
+}
+
+impl Histogram {
+    /// An empty histogram with buckets up to each of `bounds` (seconds, ascending) and `+Inf`.
+    pub(crate) fn new(bounds: &'static [f64]) -> Self {
+        Self {
+            bounds,
+            buckets: (0..=bounds.len()).map(|_| AtomicU64::new(0)).collect(),
+            count: AtomicU64::new(0),
+            sum_micros: AtomicU64::new(0),
+        }
+    }
+
+    /// Counts one observation. Counters are independent: `Relaxed` suffices.
+    pub(crate) fn observe(&self, took: Duration) {
+        let secs = took.as_secs_f64();
+        let slot = self
+            .bounds
+            .iter()
+            .position(|b| secs <= *b)
+            .unwrap_or(self.bounds.len());
+        self.buckets[slot].fetch_add(1, Ordering::Relaxed);
+        self.count.fetch_add(1, Ordering::Relaxed);
+        let micros = u64::try_from(took.as_micros()).unwrap_or(u64::MAX);
+        self.sum_micros.fetch_add(micros, Ordering::Relaxed);
+    }
+
+    /// Appends the histogram as `name`, with its help line.
+    pub(crate) fn render(&self, out: &mut String, name: &str, help: &str) {
+        header(out, name, "histogram", help);
+        let mut cumulative = 0;
+        for (bound, bucket) in self.bounds.iter().zip(self.buckets.iter()) {
+            cumulative += bucket.load(Ordering::Relaxed);
+            let _ = writeln!(out, "{name}_bucket{{le=\"{bound}\"}} {cumulative}");
+        }
+        cumulative += self.buckets[self.bounds.len()].load(Ordering::Relaxed);
+        let _ = writeln!(out, "{name}_bucket{{le=\"+Inf\"}} {cumulative}");
+        // Microsecond sums stay far below 2^52 for any realistic run, so the conversion is exact.
+        let sum = self.sum_micros.load(Ordering::Relaxed) as f64 / 1e6;
+        let _ = writeln!(out, "{name}_sum {sum}");
+        let _ = writeln!(out, "{name}_count {}", self.count.load(Ordering::Relaxed));
+    }
 }
 
 impl HttpMetrics {
@@ -43,15 +103,7 @@ impl HttpMetrics {
             let mut r = self.requests.lock().unwrap_or_else(|e| e.into_inner());
             *r.entry((method, route, status)).or_default() += 1;
         }
-        let secs = took.as_secs_f64();
-        let slot = BUCKETS
-            .iter()
-            .position(|b| secs <= *b)
-            .unwrap_or(BUCKETS.len());
-        self.buckets[slot].fetch_add(1, Ordering::Relaxed);
-        self.count.fetch_add(1, Ordering::Relaxed);
-        let micros = u64::try_from(took.as_micros()).unwrap_or(u64::MAX);
-        self.sum_micros.fetch_add(micros, Ordering::Relaxed);
+        self.latency.observe(took);
     }
 
     /// The exposition text, with gauges from `stats` and the resident memory `rss_bytes`.
@@ -72,24 +124,11 @@ impl HttpMetrics {
                 );
             }
         }
-        let name = "semantic_request_duration_seconds";
-        header(
+        self.latency.render(
             &mut out,
-            name,
-            "histogram",
+            "semantic_request_duration_seconds",
             "Time from request to response headers.",
         );
-        let mut cumulative = 0;
-        for (i, bound) in BUCKETS.iter().enumerate() {
-            cumulative += self.buckets[i].load(Ordering::Relaxed);
-            let _ = writeln!(out, "{name}_bucket{{le=\"{bound}\"}} {cumulative}");
-        }
-        cumulative += self.buckets[BUCKETS.len()].load(Ordering::Relaxed);
-        let _ = writeln!(out, "{name}_bucket{{le=\"+Inf\"}} {cumulative}");
-        // Microsecond sums stay far below 2^52 for any realistic run, so the conversion is exact.
-        let sum = self.sum_micros.load(Ordering::Relaxed) as f64 / 1e6;
-        let _ = writeln!(out, "{name}_sum {sum}");
-        let _ = writeln!(out, "{name}_count {}", self.count.load(Ordering::Relaxed));
         self.tokens.render(&mut out);
         let p = &stats.pool;
         gauge(

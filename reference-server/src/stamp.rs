@@ -19,9 +19,8 @@
 use std::convert::Infallible;
 use std::fmt::Write as _;
 use std::pin::Pin;
-use std::sync::atomic::{AtomicU64, Ordering};
 use std::task::{Context, Poll};
-use std::time::{Duration, Instant};
+use std::time::Instant;
 
 use bytes::{Bytes, BytesMut};
 use http::header::CONTENT_TYPE;
@@ -30,6 +29,7 @@ use http_body_util::BodyExt;
 use hyper::body::{Frame, SizeHint};
 
 use super::app::App;
+use super::metrics::Histogram;
 use super::response::Body;
 
 /// Request header asking for write stamps on a streamed reply (`1` to ask).
@@ -140,10 +140,19 @@ impl hyper::body::Body for Stamped {
 }
 
 /// The server's time to first token and inter-token gaps of every streamed reply.
-#[derive(Debug, Default)]
+#[derive(Debug)]
 pub(crate) struct TokenTimes {
     ttft: Histogram,
     itl: Histogram,
+}
+
+impl Default for TokenTimes {
+    fn default() -> Self {
+        Self {
+            ttft: Histogram::new(&BUCKETS),
+            itl: Histogram::new(&BUCKETS),
+        }
+    }
 }
 
 impl TokenTimes {
@@ -162,48 +171,10 @@ impl TokenTimes {
     }
 }
 
-/// A fixed-bucket histogram of durations, lock-free.
-#[derive(Debug, Default)]
-struct Histogram {
-    /// Observations per bucket (not cumulative); the last slot is `+Inf`.
-    buckets: [AtomicU64; BUCKETS.len() + 1],
-    count: AtomicU64,
-    sum_micros: AtomicU64,
-}
-
-impl Histogram {
-    /// Counts one observation. Counters are independent: `Relaxed` suffices.
-    fn observe(&self, took: Duration) {
-        let secs = took.as_secs_f64();
-        let slot = BUCKETS
-            .iter()
-            .position(|b| secs <= *b)
-            .unwrap_or(BUCKETS.len());
-        self.buckets[slot].fetch_add(1, Ordering::Relaxed);
-        self.count.fetch_add(1, Ordering::Relaxed);
-        let micros = u64::try_from(took.as_micros()).unwrap_or(u64::MAX);
-        self.sum_micros.fetch_add(micros, Ordering::Relaxed);
-    }
-
-    fn render(&self, out: &mut String, name: &str, help: &str) {
-        let _ = writeln!(out, "# HELP {name} {help}\n# TYPE {name} histogram");
-        let mut cumulative = 0;
-        for (i, bound) in BUCKETS.iter().enumerate() {
-            cumulative += self.buckets[i].load(Ordering::Relaxed);
-            let _ = writeln!(out, "{name}_bucket{{le=\"{bound}\"}} {cumulative}");
-        }
-        cumulative += self.buckets[BUCKETS.len()].load(Ordering::Relaxed);
-        let _ = writeln!(out, "{name}_bucket{{le=\"+Inf\"}} {cumulative}");
-        // Microsecond sums stay far below 2^52 for any realistic run: the conversion is exact.
-        let sum = self.sum_micros.load(Ordering::Relaxed) as f64 / 1e6;
-        let _ = writeln!(out, "{name}_sum {sum}");
-        let _ = writeln!(out, "{name}_count {}", self.count.load(Ordering::Relaxed));
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
+    use std::time::Duration;
 
     #[test]
     fn histograms_render_cumulative_buckets() {
